@@ -1,0 +1,15 @@
+"""cvae_core: conditional VAEs on MNIST -- models, data, training, inference, checkpoints.
+
+Knows nothing of Streamlit; the app in ``app/`` is a thin face over this package.
+"""
+
+from cvae_core.checkpoints import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from cvae_core.config import ModelConfig, TrainConfig
+from cvae_core.data import MNIST, DataError, load_mnist, read_idx
+from cvae_core.models import CVAE, MLPCVAE, MODELS, ConvCVAE, build_model, cvae_loss
+
+__all__ = [
+    "CVAE", "MLPCVAE", "MNIST", "MODELS", "Checkpoint", "CheckpointError", "ConvCVAE", "DataError",
+    "ModelConfig", "TrainConfig", "build_model", "cvae_loss", "list_checkpoints", "load_checkpoint",
+    "load_mnist", "read_idx", "save_checkpoint",
+]

@@ -1,0 +1,70 @@
+"""Configuration dataclasses for the models and for training.
+
+A ``ModelConfig`` is all that is needed to rebuild a model: checkpoints store it as JSON
+beside the weights, and ``cvae_core.models.build_model`` turns it back into a module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+IMAGE_SIZE = 28  # MNIST images are 28x28, one channel
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one CVAE.
+
+    ``hidden`` is used by the MLP (encoder widths, mirrored by the decoder);
+    ``channels`` by the convolutional model (first and second conv layer).
+    """
+
+    arch: str = "conv"
+    latent_dim: int = 2
+    num_classes: int = NUM_CLASSES
+    image_size: int = IMAGE_SIZE
+    hidden: tuple[int, ...] = (512, 512)
+    channels: tuple[int, int] = (16, 8)
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
+        if self.image_size % 4:
+            raise ValueError("image_size must be divisible by 4 (two 2x poolings)")
+        # JSON round trips turn tuples into lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings for ``cvae_core.train``."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5  # end of the cosine schedule
+    warmup_epochs: float = 1.0  # linear learning-rate warm-up
+    kl_warmup_epochs: float = 0.0  # beta ramps 0 -> beta over this many epochs
+    beta: float = 1.0
+    weight_decay: float = 0.0
+    val_size: int = 5000  # held out from the 60k training images for model selection
+    subset: int | None = None  # train on the first N training images (smoke runs)
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,121 @@
+"""Batched inference helpers used by the app, ``evaluate`` and ``predict``.
+
+Recognition uses the CVAE itself as a classifier through Bayes' rule: for every label y,
+log p(x | y) is estimated by importance sampling with K draws from q(z | x, y)
+(the IWAE bound of Burda et al., 2016), and p(y | x) = softmax_y(log p(x | y)) under a uniform
+prior over the ten labels. The reconstruction term uses the same Bernoulli convention as the
+training loss, so these are log-likelihoods in that convention, in nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cvae_core.models import CVAE
+
+DEFAULT_K = 32  # importance samples per label for recognition (see README: accuracy vs K)
+_LOG_2PI = math.log(2 * math.pi)
+_MAX_DECODES = 16384  # images decoded per chunk, bounds peak memory of classify()
+
+
+def _device(model: CVAE) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
+    """log p(x | logits) summed over pixels; broadcasts. Stable form of -BCE-with-logits."""
+    return (x * logits - F.softplus(logits)).flatten(-3).sum(-1)
+
+
+@torch.inference_mode()
+def log_likelihoods(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None) -> Tensor:
+    """Importance-weighted estimates of log p(x | y) for every label: (B, classes) in nats."""
+    model.eval()
+    x = x.to(_device(model))
+    classes, d = model.config.num_classes, model.config.latent_dim
+    per_chunk = max(1, _MAX_DECODES // (classes * k))
+    out = []
+    for xb in x.split(per_chunk):
+        b = xb.shape[0]
+        xs = xb.repeat_interleave(classes, 0)  # (b*C, 1, H, W): each image under every label
+        ys = torch.arange(classes, device=xb.device).repeat(b)  # (b*C,)
+        mean, logvar = model.encode(xs, ys)  # (b*C, D)
+        eps = torch.randn((k, b * classes, d), generator=generator, device=xb.device)
+        z = mean + torch.exp(0.5 * logvar) * eps  # (K, b*C, D)
+        logits = model.decode_logits(z.reshape(-1, d), ys.repeat(k))  # (K*b*C, 1, H, W)
+        log_px_z = _bernoulli_log_prob(logits.view(k, b * classes, *xs.shape[1:]), xs)  # (K, b*C)
+        log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
+        log_qz = -0.5 * (eps.pow(2) + _LOG_2PI + logvar).sum(-1)
+        log_w = log_px_z + log_pz - log_qz
+        out.append((torch.logsumexp(log_w, 0) - math.log(k)).view(b, classes))
+    return torch.cat(out)
+
+
+def classify(
+    model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """(probabilities (B, classes), log p(x | y) (B, classes)) for images (B, 1, H, W)."""
+    log_px = log_likelihoods(model, x, k=k, generator=generator)
+    return torch.softmax(log_px, dim=1), log_px
+
+
+@torch.inference_mode()
+def reconstruct(model: CVAE, x: Tensor, y: Tensor) -> Tensor:
+    """Decode the posterior mean of each image under label ``y``: (B, H, W) in [0, 1]."""
+    model.eval()
+    dev = _device(model)
+    mean, _ = model.encode(x.to(dev), y.to(dev))
+    return torch.sigmoid(model.decode_logits(mean, y.to(dev)))[:, 0].cpu()
+
+
+@torch.inference_mode()
+def encode(model: CVAE, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Posterior mean and standard deviation, each (B, latent_dim)."""
+    model.eval()
+    dev = _device(model)
+    mean, logvar = model.encode(x.to(dev), y.to(dev))
+    return mean.cpu(), torch.exp(0.5 * logvar).cpu()
+
+
+@torch.inference_mode()
+def decode(model: CVAE, z: Tensor, y: Tensor) -> Tensor:
+    """Latent codes (N, latent_dim) and labels (N,) or label weights (N, classes) -> (N, H, W)."""
+    model.eval()
+    dev = _device(model)
+    return torch.sigmoid(model.decode_logits(z.to(dev, torch.float32), y.to(dev)))[:, 0].cpu()
+
+
+def latent_grid(model: CVAE, label: int, n: int, *, span: float = 3.0, base: Tensor | None = None) -> Tensor:
+    """An n x n grid of decoded digits over latent dimensions 0 and 1, in [-span, span].
+
+    Rows go from high z[1] (top) to low z[1], columns from low z[0] to high z[0], as on a plot.
+    Other dimensions are taken from ``base`` (default zeros). Returns (n, n, H, W).
+    """
+    d = model.config.latent_dim
+    axis = torch.linspace(-span, span, n)
+    z = (base.clone() if base is not None else torch.zeros(d)).repeat(n * n, 1)  # (n*n, D)
+    z[:, 0] = axis.repeat(n)
+    if d > 1:
+        z[:, 1] = axis.flip(0).repeat_interleave(n)
+    images = decode(model, z, torch.full((n * n,), label, dtype=torch.long))
+    return images.view(n, n, *images.shape[1:])
+
+
+def restyle(model: CVAE, x: Tensor, label: int) -> Tensor:
+    """Encode one image (1, 1, H, W) under ``label`` and decode its style under every label: (C, H, W)."""
+    classes = model.config.num_classes
+    mean, _ = encode(model, x, torch.tensor([label]))
+    return decode(model, mean.repeat(classes, 1), torch.arange(classes))
+
+
+def interpolate(model: CVAE, z0: Tensor, z1: Tensor, y0: int, y1: int, steps: int) -> Tensor:
+    """Decode ``steps`` points on the line z0 -> z1 while the label weight moves y0 -> y1: (steps, H, W)."""
+    t = torch.linspace(0, 1, steps).unsqueeze(1)  # (steps, 1)
+    z = (1 - t) * z0.view(1, -1) + t * z1.view(1, -1)
+    eye = torch.eye(model.config.num_classes)
+    y = (1 - t) * eye[y0] + t * eye[y1]  # (steps, C) label weights
+    return decode(model, z, y)

@@ -1,0 +1,254 @@
+"""Train one CVAE on MNIST and write a self-describing checkpoint.
+
+    python -m cvae_core.train --model conv --latent-dim 2 --epochs 40
+    python -m cvae_core.train --model mlp --latent-dim 2 --epochs 1 --subset 2000   # smoke run
+
+The data folder comes from ``--data-dir`` or ``$CVAE_DATA_DIR`` (else MNIST is downloaded).
+Each epoch logs train / validation / test loss (total, reconstruction, KL; nats per image).
+The weights with the best validation loss are kept; Ctrl-C stops training and still writes
+the best checkpoint so far, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from cvae_core.checkpoints import CHECKPOINT_DIR, CheckpointError, code_version, now_iso, save_checkpoint
+from cvae_core.config import ModelConfig, TrainConfig
+from cvae_core.data import MNIST, DataError, batches, load_mnist
+from cvae_core.models import CVAE, build_model, count_parameters, cvae_loss
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str | None = None, *, threads: int | None = None) -> torch.device:
+    """CUDA when present (or asked for), else the CPU with every core (or ``threads``)."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def lr_factor(step: int, *, total: int, warmup: int, floor: float) -> float:
+    """Linear warm-up, then cosine decay to ``floor`` (a fraction of the peak rate)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_one_epoch(
+    model: CVAE,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    cfg: TrainConfig,
+    step: int,
+    steps_per_epoch: int,
+    generator: torch.Generator,
+    device: torch.device,
+    desc: str = "train",
+) -> tuple[dict[str, float], int]:
+    """One pass over (images, labels) in a shuffled order; returns mean metrics and the new step."""
+    model.train()
+    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    seen = 0
+    warm = cfg.kl_warmup_epochs * steps_per_epoch
+    bar = tqdm(total=len(labels), desc=desc, unit="img", leave=False, dynamic_ncols=True, mininterval=0.5, disable=None)
+    for x, y in batches(images, labels, cfg.batch_size, shuffle=True, generator=generator, device=device):
+        beta = cfg.beta * min(1.0, step / warm) if warm > 0 else cfg.beta
+        logits, mean, logvar = model(x, y)
+        parts = cvae_loss(logits, x, mean, logvar, beta=beta)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].mean().backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        n = len(y)
+        seen += n
+        with torch.no_grad():
+            sums["recon"] += parts["recon"].sum().item()
+            sums["kl"] += parts["kl"].sum().item()
+        sums["loss"] = sums["recon"] + cfg.beta * sums["kl"]
+        bar.update(n)
+        bar.set_postfix(loss=f"{sums['loss'] / seen:.2f}", refresh=False)
+    bar.close()
+    return {k: v / max(seen, 1) for k, v in sums.items()}, step
+
+
+@torch.inference_mode()
+def evaluate(
+    model: CVAE,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    beta: float = 1.0,
+    batch_size: int = 1000,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Mean negative ELBO (and its parts) per image, one posterior sample each, seeded."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    for x, y in batches(images, labels, batch_size, device=device):
+        mean, logvar = model.encode(x, y)
+        eps = torch.randn(mean.shape, generator=gen, device=device)
+        parts = cvae_loss(model.decode_logits(mean + eps * torch.exp(0.5 * logvar), y), x, mean, logvar, beta=beta)
+        for k in sums:
+            sums[k] += parts[k].sum().item()
+    return {k: v / max(len(labels), 1) for k, v in sums.items()}
+
+
+@torch.inference_mode()
+def latent_means(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device | str = "cpu") -> Tensor:
+    """Posterior means (N, latent_dim) for every image under its own label."""
+    model.eval()
+    return torch.cat([model.encode(x, y)[0].cpu() for x, y in batches(images, labels, 1000, device=device)])
+
+
+def fit(
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    data: MNIST,
+    out: Path,
+    *,
+    command: str,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Train, keep the best-by-validation weights, write the checkpoint; returns its metadata."""
+    set_seed(cfg.seed)
+    (train_x, train_y), (val_x, val_y) = data.split(cfg.val_size, seed=cfg.seed)
+    if cfg.subset:
+        train_x, train_y = train_x[: cfg.subset], train_y[: cfg.subset]
+    model = build_model(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_y) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(s, total=total, warmup=int(cfg.warmup_epochs * steps_per_epoch), floor=cfg.min_lr / cfg.lr),
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    meta: dict[str, Any] = {
+        "command": command,
+        "train_config": cfg.to_dict(),
+        "data_sha256": data.checksums,
+        "code_version": code_version(),
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "num_params": count_parameters(model),
+        "train_size": len(train_y),
+        "val_size": len(val_y),
+        "history": [],
+    }
+    best_val, best_state, step = math.inf, None, 0
+    start = time.perf_counter()
+    print(f"{out.name}: {model_config.arch}, latent {model_config.latent_dim}, {meta['num_params']:,} parameters, "
+          f"{len(train_y):,} training images, device {device}", file=sys.stderr)
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            train_m, step = train_one_epoch(
+                model, optimizer, scheduler, train_x, train_y, cfg=cfg, step=step,
+                steps_per_epoch=steps_per_epoch, generator=gen, device=device, desc=f"epoch {epoch}/{cfg.epochs}",
+            )
+            epoch_seconds = time.perf_counter() - t0
+            val_m = evaluate(model, val_x, val_y, beta=cfg.beta, device=device)
+            test_m = evaluate(model, data.test_images, data.test_labels, beta=cfg.beta, device=device)
+            meta["history"].append({
+                "epoch": epoch, "seconds": round(epoch_seconds, 2), "lr": scheduler.get_last_lr()[0],
+                **{f"train_{k}": v for k, v in train_m.items()},
+                **{f"val_{k}": v for k, v in val_m.items()},
+                **{f"test_{k}": v for k, v in test_m.items()},
+            })
+            improved = val_m["loss"] < best_val
+            if improved:
+                best_val, meta["best_epoch"] = val_m["loss"], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            print(f"epoch {epoch:3d}  train {train_m['loss']:.2f}  val {val_m['loss']:.2f}  test {test_m['loss']:.2f} "
+                  f"(recon {test_m['recon']:.2f} + kl {test_m['kl']:.2f})  {epoch_seconds:.1f}s{'  *' if improved else ''}",
+                  file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        meta["interrupted"] = True
+        print("interrupted: writing the best checkpoint so far", file=sys.stderr)
+    if best_state is None:
+        raise SystemExit("no epoch finished; nothing to save")
+    model.load_state_dict(best_state)
+    model.eval()
+    meta["training_seconds"] = round(time.perf_counter() - start, 1)
+    meta["epochs_run"] = len(meta["history"])
+    meta["test"] = evaluate(model, data.test_images, data.test_labels, beta=cfg.beta, device=device)
+    meta["created"] = now_iso()
+    latents = latent_means(model, data.test_images, data.test_labels, device=device)
+    save_checkpoint(out, model.cpu(), meta, latents=latents, latent_labels=data.test_labels)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["conv", "mlp"], default="conv", help="architecture")
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP widths (default 512 512)")
+    p.add_argument("--channels", type=int, nargs=2, default=None, help="conv channels (default 16 8)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--min-lr", type=float, default=TrainConfig.min_lr)
+    p.add_argument("--warmup-epochs", type=float, default=TrainConfig.warmup_epochs)
+    p.add_argument("--kl-warmup-epochs", type=float, default=TrainConfig.kl_warmup_epochs)
+    p.add_argument("--beta", type=float, default=TrainConfig.beta)
+    p.add_argument("--val-size", type=int, default=TrainConfig.val_size)
+    p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (else $CVAE_DATA_DIR)")
+    p.add_argument("--out", default=None, help="checkpoint path without suffix (default checkpoints/ARCH-LATENT)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
+    args = p.parse_args(argv)
+
+    defaults = ModelConfig()
+    model_config = ModelConfig(
+        arch=args.model,
+        latent_dim=args.latent_dim,
+        hidden=tuple(args.hidden) if args.hidden else defaults.hidden,
+        channels=tuple(args.channels) if args.channels else defaults.channels,
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+        warmup_epochs=args.warmup_epochs, kl_warmup_epochs=args.kl_warmup_epochs, beta=args.beta,
+        val_size=args.val_size, subset=args.subset, seed=args.seed,
+    )
+    out = Path(args.out) if args.out else CHECKPOINT_DIR / f"{args.model}-{args.latent_dim}"
+    data = load_mnist(args.data_dir)
+    command = shlex.join(["python", "-m", "cvae_core.train", *(sys.argv[1:] if argv is None else argv)])
+    meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device, threads=args.threads))
+    t = meta["test"]
+    print(f"wrote {out}.safetensors: test loss {t['loss']:.2f} nats (recon {t['recon']:.2f}, kl {t['kl']:.2f}), "
+          f"best epoch {meta['best_epoch']}, {meta['training_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (DataError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
