@@ -5,18 +5,31 @@ means with their labels (``latents.mean``, ``latents.labels``) so the dashboard 
 recomputation. ``checkpoints/<name>.json`` holds the model config, the exact command, per-epoch
 history, metrics, data checksums, code version and the SHA-256 of the weights file.
 
-Loading never executes code from a file (safetensors holds only tensors) and uses strict
-state-dict loading, so a file made for another architecture fails with a clear message.
-Files are written to a temporary name and renamed into place, with Ctrl-C deferred meanwhile,
+Integrity: loading never executes code from a file (safetensors holds only tensors; nothing here
+calls ``torch.load``) and loads the state dict strictly, so a file made for another architecture
+fails with a clear message. Two checksums guard the files: the JSON records the SHA-256 of its
+weights, and a folder may hold ``MANIFEST.sha256`` (``sha256sum`` format) listing both files of
+each committed checkpoint; a listed file must match it. ``save_checkpoint`` and
+``update_metadata`` keep an existing manifest in step for the files they write; after any other
+change, regenerate it:
+
+    python -m cvae_core.checkpoints manifest [FOLDER]     # write FOLDER/MANIFEST.sha256
+    python -m cvae_core.checkpoints verify [FOLDER]       # load every checkpoint, report each
+
+Files are written to temporary names and renamed into place, with Ctrl-C deferred meanwhile,
 so an interrupted save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,13 +45,15 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 from cvae_core.config import ModelConfig
-from cvae_core.data import sha256_file
 from cvae_core.models import CVAE, build_model
 
 FORMAT_VERSION = 1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_ENV = "CVAE_CHECKPOINT_DIR"
 CHECKPOINT_DIR = PACKAGE_ROOT / "checkpoints"
+MANIFEST_NAME = "MANIFEST.sha256"
+MAX_META_BYTES = 16 * 1024 * 1024  # metadata is a few hundred kB at most; refuse JSON bombs
+_MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
 def checkpoint_dir() -> Path:
@@ -67,6 +82,20 @@ class Checkpoint:
         return self.model.config
 
 
+@dataclass
+class ModelEntry:
+    """One checkpoint found in a folder: loaded, or the reason it could not be (for the sidebar)."""
+
+    name: str
+    path: Path
+    checkpoint: Checkpoint | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.checkpoint is not None
+
+
 def code_version() -> str:
     """The git commit of this code, with ``-dirty`` when the tree has uncommitted changes."""
     try:
@@ -86,6 +115,13 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
 @contextmanager
 def _sigint_deferred() -> Iterator[None]:
     """Hold back Ctrl-C while a checkpoint is being written; deliver it afterwards."""
@@ -100,18 +136,49 @@ def _sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if pending and callable(previous):
             previous(*pending[0])
+        elif pending and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_tmp(path: Path, data: bytes) -> Path:
+    """Write ``data`` durably to a hidden temporary file beside ``path``; return its name."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _commit(pairs: list[tuple[Path, bytes]]) -> None:
+    """Write every file to a temporary name first, then rename them all into place."""
+    tmps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in pairs:
+            tmps.append((_write_tmp(path, data), path))
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+        _fsync_dir(pairs[0][0].parent)
+    finally:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def paths_for(path: str | Path) -> tuple[Path, Path]:
@@ -119,7 +186,76 @@ def paths_for(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
-    return path.with_suffix(".safetensors"), path.with_suffix(".json")
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
+
+
+def _meta_bytes(meta: dict[str, Any]) -> bytes:
+    return (json.dumps(meta, indent=1, allow_nan=False) + "\n").encode()
+
+
+# ---------------------------------------------------------------------------------- manifest
+
+
+def read_manifest(folder: str | Path) -> dict[str, str] | None:
+    """``{file name: sha256}`` from ``folder/MANIFEST.sha256``, or None when there is none."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{MANIFEST_NAME} cannot be read ({e}); {_regenerate_hint(path.parent)}") from None
+    entries: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = _MANIFEST_LINE.match(line.rstrip("\r"))
+        if not match:
+            raise CheckpointError(
+                f"{MANIFEST_NAME} line {number} is not '<sha256>  <file>'; {_regenerate_hint(path.parent)}"
+            )
+        entries[match.group(2)] = match.group(1).lower()
+    return entries
+
+
+def _manifest_text(entries: dict[str, str]) -> str:
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items()))
+
+
+def _manifest_files(folder: Path) -> list[Path]:
+    """The checkpoint files a manifest covers: every visible .safetensors and .json."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix in (".safetensors", ".json")
+    )
+
+
+def write_manifest(folder: str | Path | None = None) -> Path:
+    """Write ``folder/MANIFEST.sha256`` covering the .safetensors and .json of every checkpoint."""
+    folder = Path(folder) if folder else checkpoint_dir()
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    entries = {p.name: sha256_bytes(p.read_bytes()) for p in _manifest_files(folder)}
+    path = folder / MANIFEST_NAME
+    with _sigint_deferred():
+        _commit([(path, _manifest_text(entries).encode())])
+    return path
+
+
+def _regenerate_hint(folder: Path) -> str:
+    return f"if the checkpoint files are the ones you want, regenerate it with: python -m cvae_core.checkpoints manifest {folder}"
+
+
+def _manifest_with(folder: Path, updates: dict[str, str]) -> tuple[Path, bytes] | None:
+    """The manifest rewritten with new digests for files it already lists (None: nothing to do)."""
+    entries = read_manifest(folder)
+    if entries is None or not any(name in entries for name in updates):
+        return None
+    entries.update({name: digest for name, digest in updates.items() if name in entries})
+    return folder / MANIFEST_NAME, _manifest_text(entries).encode()
+
+
+# ------------------------------------------------------------------------------ save / update
 
 
 def save_checkpoint(
@@ -130,7 +266,12 @@ def save_checkpoint(
     latents: Tensor | None = None,
     latent_labels: Tensor | None = None,
 ) -> Path:
-    """Write weights (+ latents) and metadata; returns the weights path."""
+    """Write weights (+ latents) and metadata; returns the weights path.
+
+    Both files are written in full under temporary names before either is renamed into place,
+    with Ctrl-C deferred, so the previous checkpoint stays whole until the new one is complete.
+    A manifest in the folder that lists this checkpoint is updated to the new files.
+    """
     weights_path, meta_path = paths_for(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -141,82 +282,234 @@ def save_checkpoint(
     meta = dict(meta)
     meta.update(format_version=FORMAT_VERSION, name=weights_path.stem, config=model.config.to_dict())
     meta["weights_file"] = weights_path.name
+    meta["weights_sha256"] = sha256_bytes(blob)
+    try:
+        meta_blob = _meta_bytes(meta)
+    except ValueError as e:
+        raise CheckpointError(f"{meta_path.name}: metadata cannot be written as JSON ({e})") from None
+    files = [(weights_path, blob), (meta_path, meta_blob)]
+    manifest = _manifest_with(weights_path.parent, {p.name: sha256_bytes(b) for p, b in files})
     with _sigint_deferred():
-        _write_atomic(weights_path, blob)
-        meta["weights_sha256"] = sha256_file(weights_path)
-        _write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+        _commit(files + ([manifest] if manifest else []))
     return weights_path
 
 
 def update_metadata(path: str | Path, updates: dict[str, Any]) -> None:
-    """Merge ``updates`` into a checkpoint's metadata (used by ``cvae_core.evaluate``)."""
+    """Merge ``updates`` into a checkpoint's metadata (used by ``cvae_core.evaluate``).
+
+    If the folder's manifest lists the metadata file and the file matched it before this
+    change, the manifest is updated too; a file that had already changed stays flagged.
+    """
     _, meta_path = paths_for(path)
-    meta = read_metadata(meta_path)
+    before = _read_meta_bytes(meta_path)
+    meta = _parse_meta(meta_path, before)
     meta.update(updates)
-    with _sigint_deferred():
-        _write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    _, meta_path = paths_for(path)
     try:
-        meta = json.loads(meta_path.read_text())
+        blob = _meta_bytes(meta)
+    except ValueError as e:
+        raise CheckpointError(f"{meta_path.name}: metadata cannot be written as JSON ({e})") from None
+    files = [(meta_path, blob)]
+    entries = read_manifest(meta_path.parent)
+    manifest = None
+    if entries is not None and entries.get(meta_path.name) == sha256_bytes(before):
+        manifest = _manifest_with(meta_path.parent, {meta_path.name: sha256_bytes(blob)})
+    with _sigint_deferred():
+        _commit(files + ([manifest] if manifest else []))
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def _read_meta_bytes(meta_path: Path) -> bytes:
+    try:
+        size = meta_path.stat().st_size
+        if size > MAX_META_BYTES:
+            raise CheckpointError(f"{meta_path.name}: metadata file is {size / 1e6:.0f} MB, too large to be real")
+        return meta_path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{meta_path.name}: metadata file is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except IsADirectoryError:
+        raise CheckpointError(f"{meta_path.name}: is a folder, not a metadata file") from None
+    except OSError as e:
+        raise CheckpointError(f"{meta_path.name}: metadata file cannot be read ({e.strerror})") from None
+
+
+def _parse_meta(meta_path: Path, blob: bytes) -> dict[str, Any]:
+    if not blob.strip():
+        raise CheckpointError(f"{meta_path.name}: metadata file is empty")
+    try:
+        meta = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{meta_path.name}: metadata is not readable JSON ({e})") from None
-    if not isinstance(meta, dict) or "config" not in meta:
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{meta_path.name}: metadata has no model config")
     return meta
 
 
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's JSON metadata (no checksum checks; cheap, for listings)."""
+    _, meta_path = paths_for(path)
+    return _parse_meta(meta_path, _read_meta_bytes(meta_path))
+
+
+def _check_manifest(folder: Path, blobs: dict[str, bytes], meta: dict[str, Any] | None) -> None:
+    entries = read_manifest(folder)
+    if entries is None:
+        return
+    stale = [name for name, blob in blobs.items() if name in entries and entries[name] != sha256_bytes(blob)]
+    if not stale:
+        return
+    names = " and ".join(stale)
+    weights_name = next(n for n in blobs if n.endswith(".safetensors"))
+    self_consistent = meta is not None and meta.get("weights_sha256") == sha256_bytes(blobs[weights_name])
+    if self_consistent:
+        raise CheckpointError(
+            f"{names}: changed since {MANIFEST_NAME} was written (the files agree with each other, so only the "
+            f"manifest may be out of date, e.g. after evaluate); {_regenerate_hint(folder)}"
+        )
+    raise CheckpointError(f"{names}: does not match {MANIFEST_NAME}; the file is damaged or was replaced")
+
+
 def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> Checkpoint:
-    """Rebuild a model from its checkpoint files alone, in eval mode."""
-    weights_path, _ = paths_for(path)
-    meta = read_metadata(path)
-    try:
-        config = ModelConfig.from_dict(meta["config"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{weights_path.stem}: invalid model config ({e})") from None
+    """Rebuild a model from its checkpoint files alone, in eval mode.
+
+    Checks, each failing with ``CheckpointError`` and a reason a person can act on: both files
+    exist and are readable; the folder's manifest (if it lists them); the weights' SHA-256
+    recorded in the metadata; a valid model config; a valid safetensors file; finite weights
+    that fit the config exactly (strict); latents of consistent shape.
+    """
+    weights_path, meta_path = paths_for(path)
+    folder = weights_path.parent
+    if not folder.exists():
+        raise CheckpointError(f"{weights_path.stem}: checkpoint folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise CheckpointError(f"{Path(path).name}: is a folder, not a checkpoint (give the .safetensors file or its stem)")
+    meta_blob = _read_meta_bytes(meta_path)
     try:
         blob = weights_path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{weights_path.name}: weights file is missing") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{weights_path.name}: is a folder, not a weights file") from None
+    except OSError as e:
+        raise CheckpointError(f"{weights_path.name}: weights file cannot be read ({e.strerror})") from None
+    try:
+        meta: dict[str, Any] | None = _parse_meta(meta_path, meta_blob)
+    except CheckpointError:
+        meta = None
+    _check_manifest(folder, {weights_path.name: blob, meta_path.name: meta_blob}, meta)
+    if meta is None:
+        meta = _parse_meta(meta_path, meta_blob)  # raises the metadata's own error
+    if not blob:
+        raise CheckpointError(f"{weights_path.name}: weights file is empty")
     expected = meta.get("weights_sha256")
-    if expected:
-        import hashlib
-
-        actual = hashlib.sha256(blob).hexdigest()
-        if actual != expected:
-            raise CheckpointError(
-                f"{weights_path.name}: weights do not match their metadata (SHA-256 {actual[:12]}..., "
-                f"expected {expected[:12]}...); the file is damaged or from another run"
-            )
+    actual = sha256_bytes(blob)
+    if expected and actual != expected:
+        raise CheckpointError(
+            f"{weights_path.name}: weights do not match their metadata (SHA-256 {actual[:12]}..., "
+            f"expected {str(expected)[:12]}...); the file is damaged, truncated or from another run"
+        )
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+        model = build_model(config)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{meta_path.name}: invalid model config ({e})") from None
     try:
         tensors = load_safetensors_bytes(blob)
-    except (SafetensorError, ValueError, OSError) as e:
+    except (SafetensorError, ValueError, OSError, RuntimeError) as e:
         raise CheckpointError(f"{weights_path.name}: not a valid safetensors file ({e})") from None
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    model = build_model(config)
+    if not state:
+        raise CheckpointError(f"{weights_path.name}: holds no model weights")
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{weights_path.name}: weight {key} contains NaN or infinity")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0:3]
+        first = " ".join(str(e).strip().splitlines()[:3])
         raise CheckpointError(
             f"{weights_path.name}: weights do not fit a {config.arch} model with latent size "
-            f"{config.latent_dim} ({' '.join(first)})"
+            f"{config.latent_dim} (wrong architecture or config: {first[:300]})"
         ) from None
+    latents, latent_labels = tensors.get("latents.mean"), tensors.get("latents.labels")
+    if latents is not None or latent_labels is not None:
+        _check_latents(weights_path.name, latents, latent_labels, config)
     model.to(device).eval()
-    return Checkpoint(
-        model=model,
-        meta=meta,
-        latents=tensors.get("latents.mean"),
-        latent_labels=tensors.get("latents.labels"),
-        path=weights_path,
+    return Checkpoint(model=model, meta=meta, latents=latents, latent_labels=latent_labels, path=weights_path)
+
+
+def _check_latents(name: str, latents: Tensor | None, labels: Tensor | None, config: ModelConfig) -> None:
+    ok = (
+        latents is not None and labels is not None
+        and latents.ndim == 2 and latents.shape[1] == config.latent_dim and latents.is_floating_point()
+        and labels.ndim == 1 and len(labels) == len(latents) and not labels.is_floating_point()
+        and bool(torch.isfinite(latents).all())
+        and (len(labels) == 0 or (int(labels.min()) >= 0 and int(labels.max()) < config.num_classes))
     )
+    if not ok:
+        raise CheckpointError(f"{name}: stored test-set latents are damaged (wrong shape, type or values)")
 
 
 def list_checkpoints(folder: str | Path | None = None) -> list[Path]:
     """Weights files in ``folder`` (default: ``checkpoint_dir()``), sorted by name."""
     folder = Path(folder) if folder else checkpoint_dir()
     return sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+
+
+def discover(folder: str | Path | None = None, *, device: torch.device | str = "cpu") -> list[ModelEntry]:
+    """Try to load every checkpoint in ``folder``; never raises.
+
+    Each ``.safetensors`` or ``.json`` stem gives one entry, with the loaded checkpoint or a
+    human-readable reason it is unavailable. A missing folder gives an empty list.
+    """
+    folder = Path(folder) if folder else checkpoint_dir()
+    try:
+        stems = sorted({
+            p.with_suffix("").name for p in folder.iterdir()
+            if not p.name.startswith(".") and p.suffix in (".safetensors", ".json")
+        })
+    except OSError:
+        return []
+    entries = []
+    for stem in stems:
+        path = folder / f"{stem}.safetensors"
+        try:
+            entries.append(ModelEntry(stem, path, checkpoint=load_checkpoint(path, device=device)))
+        except CheckpointError as e:
+            entries.append(ModelEntry(stem, path, error=str(e)))
+        except Exception as e:  # a sidebar must never fall over: report anything else too
+            entries.append(ModelEntry(stem, path, error=f"{path.name}: could not be loaded ({type(e).__name__}: {e})"))
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m cvae_core.checkpoints", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (("manifest", "write FOLDER/MANIFEST.sha256"), ("verify", "load every checkpoint, report each")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("folder", nargs="?", default=None, help=f"default: {checkpoint_dir()}")
+    args = p.parse_args(argv)
+    folder = Path(args.folder) if args.folder else checkpoint_dir()
+    if args.command == "manifest":
+        try:
+            path = write_manifest(folder)
+        except (CheckpointError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        count = sum(1 for line in path.read_text().splitlines() if line.strip())
+        print(f"wrote {path} ({count} files)")
+        return 0
+    entries = discover(folder)
+    for entry in entries:
+        print(f"{entry.name}: {'ok' if entry.ok else 'UNAVAILABLE: ' + str(entry.error)}")
+    if not entries:
+        print(f"no checkpoints in {folder}")
+    return 0 if entries and all(e.ok for e in entries) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,7 +44,9 @@ def log_likelihoods(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: to
         xs = xb.repeat_interleave(classes, 0)  # (b*C, 1, H, W): each image under every label
         ys = torch.arange(classes, device=xb.device).repeat(b)  # (b*C,)
         mean, logvar = model.encode(xs, ys)  # (b*C, D)
-        eps = torch.randn((k, b * classes, d), generator=generator, device=xb.device)
+        # Draw noise image by image so an image's estimate does not depend on its batch-mates.
+        eps = torch.stack([torch.randn((k, classes, d), generator=generator, device=xb.device) for _ in range(b)], 1)
+        eps = eps.view(k, b * classes, d)  # (K, b*C, D), image-major like xs
         z = mean + torch.exp(0.5 * logvar) * eps  # (K, b*C, D)
         logits = model.decode_logits(z.reshape(-1, d), ys.repeat(k))  # (K*b*C, 1, H, W)
         log_px_z = _bernoulli_log_prob(logits.view(k, b * classes, *xs.shape[1:]), xs)  # (K, b*C)
@@ -119,3 +121,15 @@ def interpolate(model: CVAE, z0: Tensor, z1: Tensor, y0: int, y1: int, steps: in
     eye = torch.eye(model.config.num_classes)
     y = (1 - t) * eye[y0] + t * eye[y1]  # (steps, C) label weights
     return decode(model, z, y)
+
+
+def principal_plane(z: Tensor) -> Tensor:
+    """Latent codes (N, D) projected on their first two principal axes: (N, 2); 2-D codes pass through.
+
+    Lets a 16-D latent space be drawn as a scatter; signs follow the SVD's convention.
+    """
+    if z.shape[1] <= 2:
+        return z.float()
+    centred = z.float() - z.float().mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # vh: (D, D), rows are axes
+    return centred @ vh[:2].T

@@ -3,53 +3,71 @@
     python -m cvae_core.predict photo.jpg scan.png [--checkpoint checkpoints/mlp-16] [--json]
 
 Each image (PNG or JPEG, any size, dark ink on light paper or light on dark) goes through the
-same MNIST-style preprocessing as the app. Prints the recognised digit and the probability of
-each label; with ``--json``, one object per line: {"file", "label", "probs"} or {"file", "error"}.
-A bad file never stops the others. Exit code: 0 all recognised, 1 some failed, 2 bad usage.
+same MNIST-style preprocessing as the app (``cvae_core.preprocess``). Prints the recognised
+digit and the probability of each label; with ``--json``, one object per line:
+{"file", "label", "probs"} or {"file", "error"}, the error a sentence for a person.
+A bad file (missing, a folder, too large, not an image, damaged, no digit) never stops the
+others. Exit code: 0 all recognised, 1 some failed, 2 bad usage or no usable model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
 import torch
 
-from cvae_core.checkpoints import Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, read_metadata
+from cvae_core.checkpoints import Checkpoint, CheckpointError, discover, load_checkpoint
 from cvae_core.inference import DEFAULT_K, classify
 from cvae_core.preprocess import MAX_BYTES, InputError, prepare_bytes
 
+MAX_K = 1024  # importance samples per label; more costs time and memory for no visible gain
 
-def best_checkpoint_path() -> Path:
-    """The shipped checkpoint with the highest recorded recognition accuracy."""
-    scored = []
-    for path in list_checkpoints():
-        try:
-            accuracy = read_metadata(path).get("evaluation", {}).get("accuracy")
-        except CheckpointError:
-            continue
-        if accuracy is not None:
-            scored.append((accuracy, path))
-    if not scored:
-        raise CheckpointError("no evaluated checkpoint found; train one with python -m cvae_core.train")
-    return max(scored)[1]
+
+def best_checkpoint() -> Checkpoint:
+    """The shipped checkpoint with the highest recorded recognition accuracy that loads."""
+    entries = discover()
+    usable = [e.checkpoint for e in entries if e.checkpoint is not None]
+    if not usable:
+        reasons = "; ".join(f"{e.name}: {e.error}" for e in entries)
+        raise CheckpointError(
+            "no usable checkpoint found" + (f" ({reasons})" if reasons else "")
+            + "; train one with python -m cvae_core.train, or pass --checkpoint"
+        )
+
+    def accuracy(ckpt: Checkpoint) -> float:
+        value = (ckpt.meta.get("evaluation") or {}).get("accuracy")
+        return float(value) if isinstance(value, int | float) else -1.0
+
+    return max(usable, key=accuracy)
 
 
 def read_limited(path: Path) -> bytes:
-    """The file's bytes, refusing folders, missing files and files over the size limit."""
-    if not path.exists():
-        raise InputError("No such file.")
-    if not path.is_file():
-        raise InputError("Not a regular file.")
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise InputError(f"The file is {size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
+    """The file's bytes, refusing folders, missing or special files and files over the size limit."""
     try:
-        return path.read_bytes()
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError("No such file.") from None
     except OSError as e:
         raise InputError(f"The file cannot be read ({e.strerror}).") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError("This is a folder, not an image file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError("This is not a regular file (a device, pipe or socket).")
+    if info.st_size > MAX_BYTES:
+        raise InputError(f"The file is {info.st_size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)  # the file may have grown since stat()
+    except OSError as e:
+        raise InputError(f"The file cannot be read ({e.strerror}).") from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"The file is larger than the {MAX_BYTES / 1e6:.0f} MB limit.")
+    return data
 
 
 def recognise_file(ckpt: Checkpoint, path: Path, *, k: int, seed: int) -> dict:
@@ -57,21 +75,34 @@ def recognise_file(ckpt: Checkpoint, path: Path, *, k: int, seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     probs, _ = classify(ckpt.model, prepared.tensor, k=k, generator=gen)
     p = probs[0].tolist()
-    return {"file": str(path), "label": int(max(range(len(p)), key=p.__getitem__)), "probs": [round(v, 6) for v in p]}
+    if not all(0.0 <= v <= 1.0 for v in p):  # NaN fails both comparisons
+        raise InputError("The model produced invalid probabilities for this image.")
+    return {"file": _shown(path), "label": int(max(range(len(p)), key=p.__getitem__)), "probs": [round(v, 6) for v in p]}
+
+
+def _shown(path: Path) -> str:
+    """The path as printable text, even when its bytes are not valid UTF-8."""
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m cvae_core.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, one digit each")
     p.add_argument("--checkpoint", default=None, help="default: the shipped model that recognises best")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"importance samples per label (default {DEFAULT_K})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    args = p.parse_args(argv)
-    if args.k < 1:
-        p.error("--k must be at least 1")
     try:
-        ckpt = load_checkpoint(args.checkpoint or best_checkpoint_path())
+        args = p.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on bad usage (0 for --help); return it instead
+        return int(e.code) if isinstance(e.code, int) else 2
+    if not 1 <= args.k <= MAX_K:
+        print(f"error: --k must be between 1 and {MAX_K}", file=sys.stderr)
+        return 2
+    try:
+        ckpt = load_checkpoint(args.checkpoint) if args.checkpoint else best_checkpoint()
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -80,15 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = recognise_file(ckpt, path, k=args.k, seed=args.seed)
         except InputError as e:
+            result = {"file": _shown(path), "error": str(e)}
+        except Exception as e:  # one file must never stop the others; say what happened
+            result = {"file": _shown(path), "error": f"Could not process this file ({type(e).__name__}: {e})."}
+        if "error" in result:
             failed += 1
-            result = {"file": str(path), "error": str(e)}
         if args.json:
             print(json.dumps(result), flush=True)
         elif "error" in result:
-            print(f"{path}: error: {result['error']}", flush=True)
+            print(f"{result['file']}: error: {result['error']}", flush=True)
         else:
             probs = "  ".join(f"{d}:{q:.3f}" for d, q in enumerate(result["probs"]))
-            print(f"{path}: {result['label']}  ({probs})", flush=True)
+            print(f"{result['file']}: {result['label']}  ({probs})", flush=True)
     return 1 if failed else 0
 
 

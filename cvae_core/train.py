@@ -16,7 +16,9 @@ import math
 import os
 import random
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,12 @@ def fit(
     start = time.perf_counter()
     print(f"{out.name}: {model_config.arch}, latent {model_config.latent_dim}, {meta['num_params']:,} parameters, "
           f"{len(train_y):,} training images, device {device}", file=sys.stderr)
+    # Stop cleanly on Ctrl-C or SIGTERM, also when started in the background (where a shell
+    # leaves SIGINT ignored): the best checkpoint so far is already on disk and stays intact.
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -185,23 +193,36 @@ def fit(
             if improved:
                 best_val, meta["best_epoch"] = val_m["loss"], epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                write(model, best_state, meta, data, out, start=start, device=device)
             print(f"epoch {epoch:3d}  train {train_m['loss']:.2f}  val {val_m['loss']:.2f}  test {test_m['loss']:.2f} "
                   f"(recon {test_m['recon']:.2f} + kl {test_m['kl']:.2f})  {epoch_seconds:.1f}s{'  *' if improved else ''}",
                   file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         meta["interrupted"] = True
         print("interrupted: writing the best checkpoint so far", file=sys.stderr)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous_term)
     if best_state is None:
         raise SystemExit("no epoch finished; nothing to save")
-    model.load_state_dict(best_state)
-    model.eval()
+    write(model, best_state, meta, data, out, start=start, device=device)
+    return meta
+
+
+def write(
+    model: CVAE, state: dict[str, Tensor], meta: dict[str, Any], data: MNIST, out: Path, *, start: float,
+    device: torch.device,
+) -> None:
+    """Save ``state`` (the best weights so far) as a complete checkpoint; ``model`` keeps training."""
+    snapshot = build_model(model.config).to(device)
+    snapshot.load_state_dict(state)
+    snapshot.eval()
     meta["training_seconds"] = round(time.perf_counter() - start, 1)
     meta["epochs_run"] = len(meta["history"])
-    meta["test"] = evaluate(model, data.test_images, data.test_labels, beta=cfg.beta, device=device)
+    meta["test"] = evaluate(snapshot, data.test_images, data.test_labels, beta=meta["train_config"]["beta"], device=device)
     meta["created"] = now_iso()
-    latents = latent_means(model, data.test_images, data.test_labels, device=device)
-    save_checkpoint(out, model.cpu(), meta, latents=latents, latent_labels=data.test_labels)
-    return meta
+    latents = latent_means(snapshot, data.test_images, data.test_labels, device=device)
+    save_checkpoint(out, snapshot.cpu(), meta, latents=latents, latent_labels=data.test_labels)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,382 @@
+"""Shared plumbing for the pages: the models on disk, loaded once per process, and the cached
+computations the pages display.
+
+Models load with ``st.cache_resource``, keyed on the size and time of their files so that a
+retrained or re-evaluated checkpoint is picked up without a restart. Everything derived from an
+input is cached with ``st.cache_data`` keyed on the input's bytes, so a rerun that changes
+nothing computes nothing. The torch work itself is ``cvae_core``'s; this module only orders it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from cvae_core import inference
+from cvae_core.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint,
+    paths_for,
+)
+from cvae_core.data import DataError, find_file, read_idx, resolve_data_dir
+from cvae_core.evaluate import OOD_QUANTILE, add_noise
+from cvae_core.preprocess import InputError, decode_image, prepare_bytes
+
+log = logging.getLogger(__name__)
+
+SEED = 0  # one seed for the noise and the importance samples: the same input gets the same answer
+MODEL_KEY = "sidebar_model"  # the sidebar's model picker
+AUTOSAVE_KEY = "sidebar_autosave"  # the archive's "save automatically" state, read by the pages
+SPAN = 3.0  # latent sliders and maps cover [-SPAN, SPAN]
+MAX_POINTS = 3000  # test-set points drawn in an all-labels scatter (a fixed subsample)
+LOSS_CONVENTION = (
+    "Loss = negative ELBO in nats per image: Bernoulli cross-entropy with the grey levels as "
+    "targets (the usual convention) + KL to N(0, I). Lower is better."
+)
+TRAIN_HELP = """No trained model was found in `{folder}`.
+
+Train the two 2-D models (a few minutes each on a laptop CPU), then reload this page:
+
+```
+python -m cvae_core.train --model conv --latent-dim 2
+python -m cvae_core.train --model mlp --latent-dim 2
+python -m cvae_core.evaluate --checkpoint checkpoints/conv-2
+python -m cvae_core.evaluate --checkpoint checkpoints/mlp-2
+```
+
+The MNIST folder comes from `--data-dir` or `$CVAE_DATA_DIR`; `CVAE_CHECKPOINT_DIR` picks another model folder."""
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    """One checkpoint found on disk: loaded, or unavailable with the reason."""
+
+    name: str
+    signature: str  # changes whenever the weights or the metadata file is replaced
+    ckpt: Checkpoint | None
+    error: str | None = None
+
+    @property
+    def arch(self) -> str:
+        return self.ckpt.config.arch
+
+    @property
+    def latent_dim(self) -> int:
+        return self.ckpt.config.latent_dim
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.ckpt.model
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.ckpt.meta
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        return self.ckpt.meta.get("evaluation") or {}
+
+
+def _signature(weights: Path) -> str:
+    parts = [str(weights)]
+    for path in paths_for(weights):
+        try:
+            stat = path.stat()
+            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+        except OSError:
+            parts.append("missing")
+    return "|".join(parts)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading a model…")
+def _load(path: str, signature: str) -> tuple[Checkpoint | None, str | None]:
+    """(checkpoint, None) or (None, reason); the reason is cached too, so a bad file is read once."""
+    try:
+        return load_checkpoint(path), None
+    except CheckpointError as e:
+        return None, str(e)
+    except Exception as e:  # a model must never take the app down with it
+        log.exception("unexpected error loading %s", path)
+        return None, f"could not be loaded ({type(e).__name__})"
+
+
+def all_models() -> list[ModelEntry]:
+    """Every checkpoint in the checkpoint folder, sorted by name."""
+    entries = []
+    for path in list_checkpoints():
+        signature = _signature(path)
+        ckpt, error = _load(str(path), signature)
+        entries.append(ModelEntry(name=path.stem, signature=signature, ckpt=ckpt, error=error))
+    return entries
+
+
+def available_models() -> list[ModelEntry]:
+    return [e for e in all_models() if e.ckpt is not None]
+
+
+def default_model(entries: list[ModelEntry]) -> ModelEntry | None:
+    """conv at latent 2 if present, then any 2-D model, then the first one."""
+    ranked = sorted(entries, key=lambda e: (e.latent_dim != 2, e.arch != "conv", e.name))
+    return ranked[0] if ranked else None
+
+
+def selected_model() -> ModelEntry | None:
+    entries = available_models()
+    chosen = st.session_state.get(MODEL_KEY)
+    return next((e for e in entries if e.name == chosen), None) or default_model(entries)
+
+
+def partner_model(entry: ModelEntry) -> ModelEntry | None:
+    """A model of the other architecture, at the same latent size when there is one."""
+    others = [e for e in available_models() if e.arch != entry.arch]
+    others.sort(key=lambda e: (e.latent_dim != entry.latent_dim, e.name))
+    return others[0] if others else None
+
+
+def require_model() -> ModelEntry:
+    """The selected model; with none available, explain how to train one and stop the page."""
+    entry = selected_model()
+    if entry is None:
+        st.title("CVAE Digit Explorer")
+        st.info(TRAIN_HELP.format(folder=checkpoint_dir()), icon=":material/model_training:")
+        st.stop()
+    return entry
+
+
+def escape_markdown(text: str) -> str:
+    """Show ``text`` literally inside markdown (checkpoint names and errors come from files)."""
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|~$:" else c for c in text)
+
+
+# ---- summaries -------------------------------------------------------------------------------
+
+
+def summary(entry: ModelEntry) -> dict[str, Any]:
+    """The figures of the model card and the metrics table (None where not recorded)."""
+    meta, ev = entry.meta, entry.evaluation
+    test = meta.get("test") or {}
+    return {
+        "model": entry.name,
+        "arch": entry.arch,
+        "latent_dim": entry.latent_dim,
+        "epochs": meta.get("epochs_run") or len(meta.get("history") or []) or None,
+        "params": meta.get("num_params"),
+        "test_loss": ev.get("test_loss", test.get("loss")),
+        "recon": ev.get("recon", test.get("recon")),
+        "kl": ev.get("kl", test.get("kl")),
+        "accuracy": ev.get("accuracy"),
+        "training_seconds": meta.get("training_seconds"),
+    }
+
+
+def verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """One line from two ``summary`` dicts: which model has the lower test loss, which recognises better."""
+    parts = []
+    if a["test_loss"] is not None and b["test_loss"] is not None:
+        low, high = sorted((a, b), key=lambda s: s["test_loss"])
+        if abs(low["test_loss"] - high["test_loss"]) < 0.005:
+            parts.append(f"{a['model']} and {b['model']} reach the same test loss ({low['test_loss']:.2f} nats)")
+        else:
+            parts.append(
+                f"{low['model']} has the lower test loss ({low['test_loss']:.2f} vs {high['test_loss']:.2f} nats)"
+            )
+    if a["accuracy"] is not None and b["accuracy"] is not None:
+        good, bad = sorted((a, b), key=lambda s: -s["accuracy"])
+        if abs(good["accuracy"] - bad["accuracy"]) < 5e-5:
+            parts.append(f"both recognise {100 * good['accuracy']:.2f} % of the test digits")
+        else:
+            parts.append(
+                f"{good['model']} recognises better ({100 * good['accuracy']:.2f} % vs {100 * bad['accuracy']:.2f} %)"
+            )
+    else:
+        missing = " and ".join(s["model"] for s in (a, b) if s["accuracy"] is None)
+        parts.append(f"recognition accuracy is not recorded for {missing} yet")
+    return "; ".join(parts) + "."
+
+
+# ---- one input, read by one model ------------------------------------------------------------
+
+
+@dataclass
+class Reading:
+    """What one model makes of one 28x28 input."""
+
+    model: str
+    probs: np.ndarray  # (classes,) p(y | x)
+    log_px: np.ndarray  # (classes,) log p(x | y) in nats
+    recon: np.ndarray  # (28, 28) reconstruction under the recognised label
+    restyled: np.ndarray  # (classes, 28, 28) the input's style under every label
+    mean: np.ndarray  # (D,) posterior mean under the recognised label
+    std: np.ndarray  # (D,) posterior standard deviation
+
+    @property
+    def label(self) -> int:
+        return int(self.probs.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs.max())
+
+    @property
+    def best_log_px(self) -> float:
+        return float(self.log_px.max())
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prepare(data: bytes) -> tuple[np.ndarray | None, str | None]:
+    """Image file bytes -> (28x28 float32 model input, None) or (None, message for the user)."""
+    try:
+        prepared = prepare_bytes(data)
+    except InputError as e:
+        return None, str(e)
+    return prepared.tensor[0, 0].numpy(), None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def original_image(data: bytes) -> Image.Image | None:
+    """The decoded original (for the archive), or None when it cannot be decoded."""
+    try:
+        return decode_image(data)
+    except InputError:
+        return None
+
+
+def canvas_png(result: Any) -> bytes | None:
+    """The PNG bytes behind the canvas's data URL; a malformed URL is a bad input like any other."""
+    try:
+        return result.image_bytes
+    except (ValueError, binascii.Error):
+        raise InputError("The drawing could not be read. Please clear the canvas and draw again.") from None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def noisy(pixels: np.ndarray, sigma: float) -> np.ndarray:
+    """The input plus Gaussian noise of standard deviation ``sigma``, clipped to [0, 1]; same seed each time."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).unsqueeze(0)  # (1, 28, 28)
+    return add_noise(x, sigma, seed=SEED)[0].numpy()
+
+
+def recognition_k(entry: ModelEntry) -> int:
+    """Importance samples per label: as many as the evaluation that calibrated the threshold used."""
+    return int(entry.evaluation.get("k", inference.DEFAULT_K))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def read(_entry: ModelEntry, signature: str, pixels: np.ndarray) -> Reading:
+    """Recognise, reconstruct and restyle one 28x28 input with one model (``signature`` keys the cache)."""
+    model = _entry.model
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).view(1, 1, *pixels.shape)
+    generator = torch.Generator().manual_seed(SEED)
+    probs, log_px = inference.classify(model, x, k=recognition_k(_entry), generator=generator)
+    label = int(probs[0].argmax())
+    y = torch.tensor([label])
+    mean, std = inference.encode(model, x, y)
+    return Reading(
+        model=_entry.name,
+        probs=probs[0].numpy(),
+        log_px=log_px[0].numpy(),
+        recon=inference.reconstruct(model, x, y)[0].numpy(),
+        restyled=inference.restyle(model, x, label).numpy(),
+        mean=mean[0].numpy(),
+        std=std[0].numpy(),
+    )
+
+
+def ood_threshold(entry: ModelEntry) -> float | None:
+    value = entry.evaluation.get("ood_threshold")
+    return None if value is None else float(value)
+
+
+OOD_EXPLANATION = (
+    f"The threshold is the {100 * OOD_QUANTILE:g} % quantile of the best log-likelihood of the "
+    f"10,000 MNIST test digits under this model, so {100 - 100 * OOD_QUANTILE:g} % of real digits score above it."
+)
+
+
+# ---- latent space ------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def test_latents(_entry: ModelEntry, signature: str, label: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Stored test-set latent means (N, D) and labels (N,) for one label, or a fixed subsample of all."""
+    ckpt = _entry.ckpt
+    if ckpt.latents is None or ckpt.latent_labels is None:
+        return None
+    z, labels = ckpt.latents.numpy(), ckpt.latent_labels.numpy()
+    if label is not None:
+        keep = labels == label
+        return z[keep], labels[keep]
+    if len(labels) > MAX_POINTS:
+        order = np.random.default_rng(SEED).permutation(len(labels))[:MAX_POINTS]
+        return z[order], labels[order]
+    return z, labels
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def latent_plane(_entry: ModelEntry, signature: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The all-labels subsample projected to 2-D (principal axes when the latent space is larger)."""
+    points = test_latents(_entry, signature, None)
+    if points is None:
+        return None
+    z, labels = points
+    return inference.principal_plane(torch.from_numpy(z)).numpy(), labels
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def decode_point(_entry: ModelEntry, signature: str, label: int, z: tuple[float, ...]) -> np.ndarray:
+    return inference.decode(_entry.model, torch.tensor([z]), torch.tensor([label]))[0].numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def manifold(_entry: ModelEntry, signature: str, label: int, n: int) -> np.ndarray:
+    return inference.latent_grid(_entry.model, label, n, span=SPAN).numpy()
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def interpolation(
+    _entry: ModelEntry, signature: str, z0: tuple[float, ...], z1: tuple[float, ...], y0: int, y1: int, steps: int
+) -> np.ndarray:
+    return inference.interpolate(_entry.model, torch.tensor(z0), torch.tensor(z1), y0, y1, steps).numpy()
+
+
+# ---- MNIST test examples -------------------------------------------------------------------------
+
+
+def mnist_folder() -> tuple[Path | None, str | None]:
+    """The MNIST folder from ``$CVAE_DATA_DIR``, or None and why not."""
+    try:
+        folder = resolve_data_dir()
+    except DataError as e:
+        return None, str(e)
+    if folder is None:
+        return None, "Set the environment variable CVAE_DATA_DIR to the folder holding the MNIST files."
+    return folder, None
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def test_examples(folder: str) -> tuple[np.ndarray, np.ndarray] | str:
+    """The first test image of each digit 0-9 as float (10, 28, 28) with labels, or an error message."""
+    try:
+        images = read_idx(find_file(Path(folder), "t10k-images-idx3-ubyte"))
+        labels = read_idx(find_file(Path(folder), "t10k-labels-idx1-ubyte"))
+    except DataError as e:
+        return str(e)
+    first = [int(np.argmax(labels == d)) for d in range(10) if (labels == d).any()]
+    return images[first].astype(np.float32) / 255.0, labels[first].astype(np.int64)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def reconstruct_examples(_entry: ModelEntry, signature: str, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(images).unsqueeze(1)  # (10, 1, 28, 28)
+    return inference.reconstruct(_entry.model, x, torch.from_numpy(labels)).numpy()

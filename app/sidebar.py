@@ -1,0 +1,68 @@
+"""The sidebar every page shares: the model picker, a compact model card, unavailable models with
+their reasons, and the archive's "save automatically" toggle when the archive is installed."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import streamlit as st
+
+from app import common
+
+
+def archive_ui() -> ModuleType | None:
+    """The archive's UI module, or None while it is not installed (the pages work without it)."""
+    try:
+        return importlib.import_module("app.archive_ui")
+    except ModuleNotFoundError as e:
+        if e.name != "app.archive_ui":
+            raise
+        return None
+
+
+def _describe(entry: common.ModelEntry) -> str:
+    return f"{entry.name}  ·  {entry.arch}, {entry.latent_dim}-D latent"
+
+
+def model_card(entry: common.ModelEntry) -> None:
+    s = common.summary(entry)
+    kind = "convolutional" if s["arch"] == "conv" else "multilayer (MLP)"
+    lines = [
+        f"**{kind}**, latent size **{s['latent_dim']}**",
+        f"{s['epochs'] or '?'} epochs · {s['params']:,} parameters" if s["params"] else f"{s['epochs'] or '?'} epochs",
+    ]
+    if s["test_loss"] is not None:
+        lines.append(f"test loss **{s['test_loss']:.2f}** nats "
+                     f"(recon {s['recon']:.2f} + KL {s['kl']:.2f})")
+    if s["accuracy"] is not None:
+        lines.append(f"recognition accuracy **{100 * s['accuracy']:.2f} %**")
+    else:
+        lines.append("recognition accuracy: not evaluated yet")
+    with st.container(border=True):
+        st.markdown("  \n".join(lines))
+        st.caption(common.LOSS_CONVENTION)
+
+
+def render() -> None:
+    entries = common.all_models()
+    ready = [e for e in entries if e.ckpt is not None]
+    with st.sidebar:
+        if ready:
+            names = [e.name for e in ready]
+            by_name = {e.name: e for e in ready}
+            chosen = st.selectbox(
+                "Model", names, index=names.index(common.default_model(ready).name), key=common.MODEL_KEY,
+                format_func=lambda n: _describe(by_name[n]),
+                help="Every checkpoint found in the checkpoint folder. The Compare page pairs conv with MLP.",
+            )
+            model_card(by_name[chosen])
+        else:
+            st.warning("No trained model yet: see the page for how to train one.", icon=":material/warning:")
+        for bad in (e for e in entries if e.ckpt is None):
+            st.caption(f":material/error: **{common.escape_markdown(bad.name)}** unavailable: "
+                       f"{common.escape_markdown(bad.error or 'unknown reason')}")
+        archive = archive_ui()
+        if archive is not None:
+            # The archive module renders its own toggle; pages read the state from here.
+            st.session_state[common.AUTOSAVE_KEY] = bool(archive.autosave_enabled())

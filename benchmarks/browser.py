@@ -1,0 +1,362 @@
+"""In-browser timings: Playwright + Chromium against ``streamlit run``, beside the floor app.
+
+    python -m benchmarks --only browser [--quick] [--trials 20]
+
+Two servers run side by side, the app (``app/streamlit_app.py``) and the trivial floor app
+(``benchmarks/floor_app.py``, the same widgets with no model), and trials alternate between them
+in the same run, so both see the same machine load. Each latency is timed inside the page: the
+input event's own ``timeStamp`` (the stroke's pointerup, the slider's keydown) and a
+``MutationObserver`` that takes ``performance.now()`` when the result is in the DOM; no polling
+from Python enters the number.
+
+* stroke -> digit: the canvas is cleared, one single-stroke digit is drawn with the mouse, and the
+  clock runs from the pointer's release to the ``st.metric`` labelled "Recognised digit" showing a
+  value (the canvas's own 200 ms send debounce included);
+* slider -> image: the first latent slider (``z0``) gets one ArrowRight press; the clock runs to the
+  new image's ``src`` in the DOM (``changed``) and to that image decoded and ready to paint
+  (``shown``, ``img.decode()``), which is the reported number;
+* cold start: ``streamlit run`` spawned -> the canvas visible in a fresh browser context;
+* memory: resident set (``VmRSS``, and its peak ``VmHWM``) of the server's process tree after
+  every page has been opened, when all shipped models are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, STROKES, summarise
+
+APP = ROOT / "app" / "streamlit_app.py"
+FLOOR = Path(__file__).resolve().parent / "floor_app.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+METRIC_LABEL = "Recognised digit"
+SLIDER = 'input[type="range"][aria-label="z0"]'  # the first latent slider (its thumb's input)
+LATENT_PATH = "latent"  # the app's pages by URL path; the Draw page is the default one
+OTHER_PATHS = ("compare", "archive")
+TIMEOUT_MS = 20_000
+
+# Arm a trial. window.__bench collects the input event's timeStamp and the result's arrival.
+ARM_DRAW = """(label) => {
+  const read = () => {
+    for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
+      if (m.innerText.includes(label)) {
+        const v = m.querySelector('[data-testid="stMetricValue"]');
+        return v ? v.innerText : null;
+      }
+    }
+    return null;
+  };
+  const b = window.__bench = {before: read(), input: null, done: null, text: null};
+  window.addEventListener('pointerup', (e) => { if (b.input === null) b.input = e.timeStamp; },
+                          {capture: true, once: true});
+  const obs = new MutationObserver(() => {
+    const now = performance.now();
+    if (b.input === null) return;
+    const t = read();
+    if (t !== null && t !== b.before) { b.done = now; b.text = t; obs.disconnect(); }
+  });
+  obs.observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+ARM_SLIDER = """() => {
+  const b = window.__bench = {input: null, changed: null, done: null, src: null};
+  window.addEventListener('keydown', (e) => { if (b.input === null) b.input = e.timeStamp; },
+                          {capture: true, once: true});
+  const obs = new MutationObserver((records) => {
+    const now = performance.now();
+    if (b.input === null || b.changed !== null) return;
+    for (const r of records) {
+      const nodes = r.type === 'attributes' ? [r.target] : Array.from(r.addedNodes);
+      for (const n of nodes) {
+        if (n.nodeType !== 1) continue;
+        const img = n.tagName === 'IMG' ? n : n.querySelector('img');
+        if (!img || !img.closest('[data-testid="stImage"]')) continue;
+        b.changed = now; b.src = img.src; obs.disconnect();
+        const shown = () => { b.done = performance.now(); };
+        img.decode().then(shown, shown);
+        return;
+      }
+    }
+  });
+  obs.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}"""
+
+# The app is idle when no script run is under way (the status widget's running icon) and no
+# element is still marked stale by an unfinished rerun.
+IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]')
+          && !document.querySelector('[data-stale="true"]')"""
+
+
+@dataclass
+class Server:
+    name: str
+    script: Path
+    port: int
+    proc: subprocess.Popen
+    started: float  # perf_counter() just before the process was spawned
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(name: str, script: Path, env: dict[str, str], logs: Path) -> Server:
+    port = free_port()
+    log = logs / f"{name}-{port}.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    started = time.perf_counter()
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+    return Server(name, script, port, proc, started, log)
+
+
+def wait_healthy(server: Server, *, timeout: float = 90.0) -> float:
+    """Seconds from spawn to ``/_stcore/health`` answering ok."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}; see {server.log}")
+        try:
+            with urllib.request.urlopen(server.url + "/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - server.started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{server.name} did not become healthy in {timeout:.0f} s; see {server.log}")
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def resident_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of ``pid`` and its descendants, in MB (1e6 bytes)."""
+    total = {"rss_mb": 0.0, "peak_rss_mb": 0.0, "processes": 0}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        total["rss_mb"] += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024 / 1e6
+        total["peak_rss_mb"] += int(fields.get("VmHWM", "0 kB").split()[0]) * 1024 / 1e6
+        total["processes"] += 1
+        todo += _children(p)
+    return {k: round(v, 1) for k, v in total.items()}
+
+
+def server_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CVAE_ARCHIVE_URL", f"sqlite:///{tmp / 'archive.db'}")  # never the user's archive
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextmanager
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        path = os.environ.get("CHROMIUM", CHROMIUM)
+        b = p.chromium.launch(executable_path=path if Path(path).exists() else None, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_page(b: Any, url: str) -> Any:
+    page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
+def wait_idle(page: Any, *, settle: float = 0.3) -> None:
+    page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
+    time.sleep(settle)
+
+
+def stroke_points(box: dict[str, float], digit: str, rng: random.Random) -> list[tuple[float, float]]:
+    """The digit's stroke in page pixels, shifted and scaled a little so no two inputs are the same."""
+    dx, dy, s = rng.uniform(-0.06, 0.06), rng.uniform(-0.06, 0.06), rng.uniform(0.85, 1.1)
+    pts = []
+    for x, y in STROKES[digit]:
+        pts.append((box["x"] + box["width"] * (0.5 + s * (x - 0.5) + dx),
+                    box["y"] + box["height"] * (0.5 + s * (y - 0.5) + dy)))
+    return pts
+
+
+def canvas_box(page: Any) -> dict[str, float]:
+    upper = page.locator("canvas.upper-canvas").first
+    upper.wait_for(state="visible")
+    return upper.bounding_box()
+
+
+def clear_canvas(page: Any) -> None:
+    page.get_by_role("button", name="Reset canvas & history").first.click()
+    page.wait_for_function(
+        """(label) => !Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
+                         .some((m) => m.innerText.includes(label))""", arg=METRIC_LABEL)
+    wait_idle(page)
+
+
+def draw_trial(page: Any, digit: str, rng: random.Random) -> float:
+    """ms from the stroke's release to the recognised digit in the DOM."""
+    clear_canvas(page)
+    pts = stroke_points(canvas_box(page), digit, rng)
+    page.evaluate(ARM_DRAW, METRIC_LABEL)
+    page.mouse.move(*pts[0])
+    page.mouse.down()
+    for a, b in zip(pts, pts[1:], strict=False):
+        page.mouse.move(*b, steps=max(1, int(((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5 // 12)))
+    page.mouse.up()
+    page.wait_for_function("() => window.__bench.done !== null")
+    r = page.evaluate("() => window.__bench")
+    return r["done"] - r["input"]
+
+
+def slider_trial(page: Any) -> tuple[float, float]:
+    """(ms to the new image in the DOM, ms to it decoded and ready to paint) after one ArrowRight."""
+    wait_idle(page)
+    thumb = page.locator(SLIDER).first
+    thumb.focus()
+    page.evaluate(ARM_SLIDER)
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.__bench.done !== null")
+    r = page.evaluate("() => window.__bench")
+    return r["changed"] - r["input"], r["done"] - r["input"]
+
+
+def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmup: int, seed: int = 0) -> dict[str, Any]:
+    """Stroke -> digit and slider -> image for the app and the floor, trials alternated."""
+    pages = {
+        "app": {"draw": open_page(b, servers["app"].url),
+                "slider": open_page(b, f"{servers['app'].url}/{LATENT_PATH}")},
+        "floor": {"draw": open_page(b, servers["floor"].url), "slider": open_page(b, servers["floor"].url)},
+    }
+    for p in pages.values():
+        canvas_box(p["draw"])
+        p["slider"].locator(SLIDER).first.wait_for(state="attached")
+    rng = random.Random(seed)
+    digits = list(STROKES)
+    samples: dict[str, dict[str, list[float]]] = {a: {"draw": [], "slider_dom": [], "slider": []} for a in pages}
+    failures: dict[str, int] = {a: 0 for a in pages}
+    for i in range(warmup + trials):
+        order = ["app", "floor"] if i % 2 == 0 else ["floor", "app"]
+        for who in order:
+            try:
+                ms = draw_trial(pages[who]["draw"], digits[i % len(digits)], rng)
+                dom, shown = slider_trial(pages[who]["slider"])
+            except Exception as e:  # a timed-out trial is counted, not fatal
+                failures[who] += 1
+                print(f"  browser: {who} trial {i} failed: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+                continue
+            if i >= warmup:
+                samples[who]["draw"].append(ms / 1e3)
+                samples[who]["slider_dom"].append(dom / 1e3)
+                samples[who]["slider"].append(shown / 1e3)
+    out: dict[str, Any] = {"trials": trials, "warmup": warmup, "failures": failures}
+    for who, s in samples.items():
+        out[who] = {k: summarise(v) for k, v in s.items() if v}
+    for key in ("draw", "slider"):
+        if key in out["app"] and key in out["floor"]:
+            out[f"{key}_p95_over_floor_ms"] = round(out["app"][key]["p95"] - out["floor"][key]["p95"], 1)
+    for who in ("app",):
+        for path in OTHER_PATHS:  # open every page so that everything the app loads is loaded
+            page = pages[who]["draw"]
+            page.goto(f"{servers[who].url}/{path}")
+            page.wait_for_load_state("networkidle")
+            wait_idle(page, settle=1.0)
+    out["memory"] = {who: resident_mb(servers[who].proc.pid) for who in servers}
+    for p in pages.values():
+        for page in p.values():
+            page.context.close()
+    return out
+
+
+def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int) -> dict[str, Any]:
+    """``streamlit run`` spawned -> server healthy -> canvas visible, alternating app and floor."""
+    samples: dict[str, dict[str, list[float]]] = {a: {"healthy": [], "canvas": []} for a in ("app", "floor")}
+    for i in range(trials):
+        for who in (["app", "floor"] if i % 2 == 0 else ["floor", "app"]):
+            server = start_server(who, APP if who == "app" else FLOOR, env, logs)
+            try:
+                healthy = wait_healthy(server)
+                page = open_page(b, server.url)
+                page.locator("canvas.upper-canvas").first.wait_for(state="visible", timeout=60_000)
+                visible = time.perf_counter() - server.started
+                page.context.close()
+                samples[who]["healthy"].append(healthy)
+                samples[who]["canvas"].append(visible)
+            finally:
+                stop_server(server)
+    return {who: {k: summarise(v, scale=1.0) for k, v in s.items()} for who, s in samples.items()}
+
+
+def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | None = None) -> dict[str, Any]:
+    if not APP.exists():
+        return {"skipped": f"{APP.relative_to(ROOT)} does not exist yet"}
+    trials = trials or (3 if quick else 20)
+    cold_trials = cold_trials or (1 if quick else 6)
+    with tempfile.TemporaryDirectory(prefix="cvae-bench-browser-") as tmp, browser() as b:
+        logs = Path(tmp)
+        env = server_env(logs)
+        servers = {"app": start_server("app", APP, env, logs), "floor": start_server("floor", FLOOR, env, logs)}
+        try:
+            for s in servers.values():
+                wait_healthy(s)
+            out = interaction_trials(b, servers, trials=trials, warmup=1 if quick else 2)
+        finally:
+            for s in servers.values():
+                stop_server(s)
+        out["cold_start"] = cold_starts(b, env, logs, trials=cold_trials)
+        out["cold_start_trials"] = cold_trials
+    app, floor = out.get("app", {}), out.get("floor", {})
+    if "draw" in app and "slider" in app:
+        print(f"  browser: stroke->digit p95 {app['draw']['p95']:.0f} ms (floor {floor['draw']['p95']:.0f}), "
+              f"slider->image p95 {app['slider']['p95']:.0f} ms (floor {floor['slider']['p95']:.0f}), "
+              f"cold start p95 {out['cold_start']['app']['canvas']['p95']:.1f} s, "
+              f"RSS {out['memory']['app']['rss_mb']:.0f} MB", flush=True)
+    return out

@@ -1,0 +1,279 @@
+"""AppTest (streamlit.testing.v1) tests of every page of the app, without a browser.
+
+The models are small ones trained in the fixtures: the tiny conv-2 of ``conftest.py``, an MLP
+good enough to read clean MNIST digits, and a 16-D MLP; conv-2 and mlp-2 get an evaluation on
+a slice of the test set so the pages' accuracy, threshold and confusion paths run too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from app import common
+from cvae_core.checkpoints import load_checkpoint, update_metadata
+from cvae_core.config import ModelConfig, TrainConfig
+from cvae_core.evaluate import evaluate_model
+from cvae_core.preprocess import MAX_BYTES
+from cvae_core.train import fit
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = {name: str(ROOT / "app" / "pages" / f"{name}.py") for name in ("draw", "latent", "compare")}
+TIMEOUT = 60  # seconds per run; the first run imports torch and loads models
+# The router is started from a one-line script rather than from app/streamlit_app.py itself:
+# AppTest re-detects a "pages/" folder beside the entrypoint before every run and then runs
+# the page alone (Streamlit's legacy multipage mode), skipping the router and its sidebar.
+ROUTER = "from app.streamlit_app import run\nrun()\n"
+
+
+COMMITTED = Path("/tmp/appmodels")  # DEVONLY
+COMMITTED_SET = ("conv-2", "mlp-2", "mlp-16")
+
+
+@pytest.fixture(scope="module")
+def app_models(tmp_path_factory, mnist) -> Path:
+    """The committed checkpoints when they are all there, else small ones trained here.
+
+    Trained: conv-2 (tiny, from ``conftest``), mlp-2 (good enough to read clean MNIST digits) and
+    mlp-16 (tiny); conv-2 and mlp-2 are evaluated on 500 test digits so that accuracy, threshold
+    and confusion are recorded.
+    """
+    if all((COMMITTED / f"{name}.safetensors").exists() for name in COMMITTED_SET):
+        return COMMITTED
+    folder = tmp_path_factory.mktemp("app_models")
+    fast = {"val_size": 1000, "lr": 3e-3, "warmup_epochs": 0.1}
+    runs = {
+        "conv-2": (ModelConfig(arch="conv", latent_dim=2), TrainConfig(epochs=1, subset=2000, **fast)),
+        "mlp-2": (ModelConfig(arch="mlp", latent_dim=2, hidden=(256,)), TrainConfig(epochs=2, subset=5000, **fast)),
+        "mlp-16": (ModelConfig(arch="mlp", latent_dim=16, hidden=(32,)), TrainConfig(epochs=1, subset=1000, **fast)),
+    }
+    for name, (model_config, train_config) in runs.items():
+        fit(model_config, train_config, mnist, folder / name, command="tests/test_app.py", device=torch.device("cpu"))
+    images, labels = mnist.test_images[:500], mnist.test_labels[:500]
+    for name in ("conv-2", "mlp-2"):
+        ckpt = load_checkpoint(folder / name)
+        update_metadata(ckpt.path, {"evaluation": evaluate_model(ckpt.model, images, labels, k=4, sigmas=(0.0, 0.3))})
+    return folder
+
+
+def copy_models(source: Path, target: Path, names: tuple[str, ...] = ("conv-2", "mlp-2")) -> Path:
+    for name in names:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(source / f"{name}{suffix}", target / f"{name}{suffix}")
+    return target
+
+
+def start(monkeypatch, folder: Path, page: str | None = None, *, model: str | None = None) -> AppTest:
+    monkeypatch.setenv("CVAE_CHECKPOINT_DIR", str(folder))
+    at = AppTest.from_string(ROUTER, default_timeout=TIMEOUT).run()
+    if model:
+        at.selectbox(key=common.MODEL_KEY).set_value(model).run()
+    if page:
+        at.switch_page(PAGES[page]).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    if not at.file_uploader:
+        at.button_group(key="draw_mode").set_value("Upload").run()
+    at.file_uploader(key="draw_upload").set_value((name, data, mime)).run()
+    assert_clean(at)
+    return at
+
+
+def image_url(at: AppTest, caption_start: str) -> str:
+    found = [img.value[0] for img in at.image if img.captions and img.captions[0].startswith(caption_start)]
+    assert len(found) == 1, [img.captions for img in at.image]
+    return found[0]
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_every_page_renders(monkeypatch, app_models, page):
+    at = start(monkeypatch, app_models, page)
+    assert at.title, "page has no title"
+    assert at.selectbox(key=common.MODEL_KEY).value == "conv-2"  # conv at latent 2 by default
+    assert "test loss" in " ".join(m.value for m in at.sidebar.markdown)
+    assert not at.error
+
+
+def test_draw_page_starts_with_canvas_and_friendly_message(monkeypatch, app_models):
+    at = start(monkeypatch, app_models)
+    assert [e.type for e in at.main if e.type == "bidi_component"], "no canvas on the page"
+    assert any("Draw a digit" in i.value for i in at.info)
+    assert not at.metric
+
+
+@pytest.mark.parametrize("index", [2, 3])  # the test set's first "1" and first "0"
+def test_uploaded_mnist_digit_is_recognised(monkeypatch, app_models, mnist, index):
+    label = int(mnist.test_labels[index])
+    at = start(monkeypatch, app_models, model="mlp-2")
+    upload(at, f"digit-{label}.png", png(mnist.test_images[index].numpy()))
+    (metric,) = at.metric
+    assert metric.label == "Recognised digit"
+    assert metric.value == str(label)
+    assert "confidence" in metric.delta
+    assert image_url(at, "What the model sees")
+    assert image_url(at, "Reconstruction by mlp-2")
+    assert image_url(at, "by conv-2")  # the other architecture on the same input
+    assert at.get("plotly_chart"), "no probability chart"
+
+
+def test_photo_of_dark_ink_on_paper_is_recognised(monkeypatch, app_models, mnist):
+    digit = mnist.test_images[2].numpy()  # a "1"
+    paper = 255 - np.kron(digit, np.ones((8, 8), dtype=np.uint8))  # dark ink on white, 224x224
+    buf = io.BytesIO()
+    Image.fromarray(paper).convert("RGB").save(buf, format="JPEG", quality=90)
+    at = start(monkeypatch, app_models, model="mlp-2")
+    upload(at, "photo.jpg", buf.getvalue(), "image/jpeg")
+    assert at.metric[0].value == "1"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"GIF89a" + b"\0" * 100, "GIF"),
+        (b"<html><script>alert(1)</script></html>", "not a PNG or JPEG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "damaged"),
+        (png(np.zeros((28, 28), dtype=np.uint8)), "No digit found"),
+        (b"\xff\xd8\xff" + b"\0" * (MAX_BYTES + 1), "limit"),
+    ],
+    ids=["gif", "html", "truncated-png", "blank", "too-large"],
+)
+def test_bad_upload_shows_a_message_not_a_traceback(monkeypatch, app_models, data, message):
+    name = "**bold** [link](http://x) <b>.png"
+    at = upload(start(monkeypatch, app_models), name, data)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.metric
+    assert name in [t.value for t in at.text]  # the name is shown as inert text, unchanged
+
+
+def test_noise_slider_changes_the_input_and_is_repeatable(monkeypatch, app_models, mnist):
+    at = upload(start(monkeypatch, app_models, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
+    clean = image_url(at, "What the model sees")
+    at.slider(key="draw_sigma").set_value(0.3).run()
+    assert_clean(at)
+    noisy = image_url(at, "What the model sees")
+    assert noisy != clean
+    at.slider(key="draw_sigma").set_value(0.0).run()
+    at.slider(key="draw_sigma").set_value(0.3).run()
+    assert image_url(at, "What the model sees") == noisy  # fixed seed: same sigma, same noise
+
+
+@pytest.mark.parametrize(("threshold", "warned"), [(1e9, True), (-1e9, False)])
+def test_unlike_any_digit_warning_follows_the_threshold(monkeypatch, app_models, mnist, tmp_path, threshold, warned):
+    folder = copy_models(app_models, tmp_path)
+    meta = json.loads((folder / "mlp-2.json").read_text())
+    update_metadata(folder / "mlp-2", {"evaluation": {**meta["evaluation"], "ood_threshold": threshold}})
+    at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
+    warnings = [w.value for w in at.warning if "unlike any digit" in w.value]
+    assert bool(warnings) == warned
+    if warned:
+        assert "99.5 % of real digits" in warnings[0]
+
+
+def test_latent_slider_changes_decoded_image(monkeypatch, app_models):
+    at = start(monkeypatch, app_models, "latent")
+    assert [s.key for s in at.slider if s.key.startswith("latent_z")] == ["latent_z0", "latent_z1"]
+    before = image_url(at, "A decoded 0")
+    at.slider(key="latent_z0").set_value(2.0).run()
+    assert_clean(at)
+    assert image_url(at, "A decoded 0") != before
+    assert at.get("plotly_chart"), "no latent map for a 2-D model"
+    at.button_group(key="latent_label").set_value(7).run()
+    assert image_url(at, "A decoded 7")
+    at.slider(key="latent_grid_n").set_value(25).run()
+    assert_clean(at)
+
+
+def test_sixteen_dimensions_in_an_expander(monkeypatch, app_models):
+    at = start(monkeypatch, app_models, "latent", model="mlp-16")
+    assert len([s for s in at.slider if s.key.startswith("latent_z")]) == 16
+    assert any("16 latent sliders" in e.label for e in at.expander)
+    at.slider(key="latent_z15").set_value(-3.0).run()
+    assert_clean(at)
+
+
+def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_models):
+    at = start(monkeypatch, app_models, "compare")
+    (verdict,) = at.success
+    assert "conv-2" in verdict.value and "mlp-2" in verdict.value and "lower test loss" in verdict.value
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["conv-2", "mlp-2"]
+    assert len(at.get("plotly_chart")) >= 5  # losses, two latent maps, two confusions, noise
+    assert any(c.startswith("Reconstructed by mlp-2") for img in at.image for c in img.captions)
+    at.button_group(key="compare_loss_view").set_value("Side by side").run()
+    assert_clean(at)
+
+
+def test_compare_page_without_mnist_says_so(monkeypatch, app_models, tmp_path):
+    monkeypatch.setenv("CVAE_DATA_DIR", str(tmp_path))
+    at = start(monkeypatch, app_models, "compare")
+    assert any("MNIST test images are not available" in i.value for i in at.info)
+
+
+def test_no_model_explains_how_to_train(monkeypatch, tmp_path):
+    for page in [None, *PAGES]:
+        at = start(monkeypatch, tmp_path, page)
+        assert any("python -m cvae_core.train" in i.value for i in at.info)
+
+
+def test_broken_checkpoint_is_unavailable_and_others_work(monkeypatch, app_models, tmp_path):
+    copy_models(app_models, tmp_path)
+    weights = tmp_path / "mlp-2.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    at = start(monkeypatch, tmp_path)
+    notes = " ".join(c.value for c in at.sidebar.caption)
+    assert "mlp\\-2" in notes and "unavailable" in notes and "SHA" in notes
+    assert at.selectbox(key=common.MODEL_KEY).options == ["conv-2"]
+
+
+def test_archive_gets_a_complete_record_and_autosaves_once(monkeypatch, app_models, mnist):
+    saved, autosaved = [], []
+    stub = types.ModuleType("app.archive_ui")
+    stub.save_button = lambda record, *, key: saved.append((key, record))
+    stub.autosave_enabled = lambda: True
+    stub.autosave = autosaved.append
+    monkeypatch.setitem(sys.modules, "app.archive_ui", stub)
+    at = upload(start(monkeypatch, app_models, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
+    key, record = saved[-1]
+    assert key == "draw_save"
+    assert set(record) == {"model", "source", "label", "confidence", "sigma", "input_image", "recon_image",
+                           "original", "filename"}
+    assert (record["model"], record["source"], record["label"], record["filename"]) == ("mlp-2", "upload", 1, "one.png")
+    assert record["input_image"].shape == record["recon_image"].shape == (28, 28)
+    assert isinstance(record["original"], Image.Image)
+    at.slider(key="draw_sigma").set_value(0.2).run()
+    assert saved[-1][1]["sigma"] == pytest.approx(0.2)
+    assert len(autosaved) == 1  # a new sigma is not a new input
+
+
+def test_verdict_is_computed_from_the_numbers():
+    a = {"model": "conv-2", "test_loss": 140.0, "accuracy": 0.90}
+    b = {"model": "mlp-2", "test_loss": 135.5, "accuracy": 0.93}
+    assert common.verdict(a, b) == ("mlp-2 has the lower test loss (135.50 vs 140.00 nats); "
+                                    "mlp-2 recognises better (93.00 % vs 90.00 %).")
+    b["accuracy"] = None
+    assert common.verdict(a, b).endswith("recognition accuracy is not recorded for mlp-2 yet.")

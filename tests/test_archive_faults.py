@@ -1,0 +1,264 @@
+"""The archive under faults, load and crashes: clear errors, no corruption, nothing reported lost.
+
+Each fault test checks the same three things: the failing call raises ``ArchiveError`` with a
+human message, ``PRAGMA integrity_check`` is ``ok`` with every earlier row intact, and the archive
+works again once the fault is gone. Figures (sessions, saves, rows lost) are recorded as test
+properties (``--junitxml`` shows them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, event
+
+from cvae_core.archive import Archive, ArchiveError, fingerprint, png_to_array
+
+WRITER = Path(__file__).resolve().parent / "archive_writer.py"
+SESSIONS = 50
+
+
+def make_record(seed: int = 0, **overrides) -> dict:
+    rng = np.random.default_rng(seed)
+    record = {
+        "model": "conv-2", "source": "canvas", "label": seed % 10, "confidence": 0.5, "sigma": 0.0,
+        "input_image": rng.random((28, 28)), "recon_image": rng.random((28, 28)), "original": None,
+        "filename": None,
+    }
+    record.update(overrides)
+    return record
+
+
+def stored_correctly(archive: Archive, item_id: int, key: str) -> bool:
+    """The row exists and its input PNG still decodes to the pixels it was saved with."""
+    item = archive.get(item_id)
+    if item is None or item.fingerprint != key:
+        return False
+    pixels = png_to_array(item.input_png)
+    return fingerprint({"model": item.model, "sigma": item.sigma, "input_image": pixels}) == key
+
+
+def sound(path: Path) -> str:
+    """``PRAGMA integrity_check`` through a fresh, plain connection."""
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    return tmp_path / "archive" / "archive.db"
+
+
+def test_locked_past_the_timeout(db):
+    archive = Archive.from_url(f"sqlite:///{db}", busy_timeout=0.2)
+    first = archive.save(make_record(0))
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer keeps the write lock
+    try:
+        started = time.monotonic()
+        with pytest.raises(ArchiveError, match=r"busy: another save held it for more than 0.2 s"):
+            archive.save(make_record(1))
+        assert time.monotonic() - started >= 0.2
+        assert archive.count() == 1  # reads still work while it is locked (WAL)
+    finally:
+        holder.rollback()
+        holder.close()
+    second = archive.save(make_record(1))
+    assert sound(db) == "ok" and [i.id for i in archive.list()] == [second, first]
+
+
+def test_database_file_deleted_while_running(db):
+    archive = Archive.from_url(f"sqlite:///{db}")
+    archive.save(make_record(0))
+    archive.save(make_record(1))
+    witness = sqlite3.connect(db)  # another reader of the old file, which it keeps open once unlinked
+    assert witness.execute("SELECT count(*) FROM archive_items").fetchone()[0] == 2
+    os.unlink(db)  # the -wal and -shm files stay behind, as with a careless `rm archive.db`
+    with pytest.raises(ArchiveError, match=r"deleted or replaced while the app was running.*new, empty archive"):
+        archive.save(make_record(2))
+    assert witness.execute("SELECT count(*) FROM archive_items").fetchone()[0] == 2  # nothing written there
+    witness.close()
+    assert archive.count() == 0  # reads show the new file, never the deleted one
+    item_id = archive.save(make_record(2))  # the retry lands in the new archive
+    assert stored_correctly(archive, item_id, fingerprint(make_record(2)))
+    assert archive.count() == 1 and sound(db) == "ok"
+
+
+def test_archive_folder_deleted_while_running(db):
+    archive = Archive.from_url(f"sqlite:///{db}")
+    archive.save(make_record(0))
+    shutil.rmtree(db.parent)
+    with pytest.raises(ArchiveError, match="deleted or replaced"):
+        archive.save(make_record(1))
+    archive.save(make_record(1))
+    assert archive.count() == 1 and sound(db) == "ok"
+
+
+def test_database_file_replaced_while_running(db, tmp_path):
+    archive = Archive.from_url(f"sqlite:///{db}")
+    archive.save(make_record(0))
+    other = Archive.from_url(f"sqlite:///{tmp_path / 'other.db'}")  # e.g. a backup restored over it
+    for seed in (5, 6, 7):
+        other.save(make_record(seed))
+    other.engine.dispose()
+    os.replace(tmp_path / "other.db", db)
+    with pytest.raises(ArchiveError, match=r"deleted or replaced.*now uses the file found there"):
+        archive.save(make_record(1))
+    assert archive.count() == 3 and sound(db) == "ok"  # the old file's -wal was not replayed into it
+
+
+def test_disk_full(db):
+    archive = Archive.from_url(f"sqlite:///{db}")
+    first = archive.save(make_record(0))
+    archive.engine.dispose()
+
+    @event.listens_for(archive.engine, "connect")
+    def _no_room(dbapi_connection, _record):  # the file may not grow: a full disk
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)  # PNG cannot shrink it
+    with pytest.raises(ArchiveError, match="is full"):
+        archive.save(make_record(1, original=Image.fromarray(noise)))
+    assert [i.id for i in archive.list()] == [first] and sound(db) == "ok"
+    event.remove(archive.engine, "connect", _no_room)
+    archive.engine.dispose()
+    archive.save(make_record(1, original=Image.fromarray(noise)))
+    assert archive.count() == 2 and sound(db) == "ok"
+
+
+def test_read_only_file(db):
+    writable = Archive.from_url(f"sqlite:///{db}")
+    first = writable.save(make_record(0))
+    writable.engine.dispose()
+    db.chmod(0o444)
+    try:
+        # root ignores permission bits, so open it the way SQLite opens a file it may not write
+        url = f"sqlite:///file:{db}?mode=ro&uri=true" if os.geteuid() == 0 else f"sqlite:///{db}"
+        archive = Archive.from_url(url)
+        assert [i.id for i in archive.list()] == [first]  # still readable
+        with pytest.raises(ArchiveError, match="read-only"):
+            archive.save(make_record(1))
+        with pytest.raises(ArchiveError, match="read-only"):
+            archive.delete(first)
+        archive.engine.dispose()
+    finally:
+        db.chmod(0o644)
+    assert sound(db) == "ok" and writable.count() == 1
+
+
+@pytest.mark.parametrize("garbage", [b"not a database\n" * 300, bytes(range(256)) * 40], ids=["text", "binary"])
+def test_garbage_where_the_database_should_be(db, garbage):
+    db.parent.mkdir(parents=True)
+    db.write_bytes(garbage)
+    archive = Archive.from_url(f"sqlite:///{db}")
+    for call in (lambda: archive.save(make_record(0)), archive.list, archive.count):
+        with pytest.raises(ArchiveError, match=r"is not an archive database .* left untouched"):
+            call()
+    assert db.read_bytes() == garbage  # never overwritten
+    assert sorted(p.name for p in db.parent.iterdir()) == ["archive.db"]
+
+
+def test_bad_urls_and_drivers():
+    with pytest.raises(ArchiveError, match="cannot be used"):
+        Archive.from_url("nosuchdialect://x")
+    with pytest.raises(ArchiveError, match="cannot be opened"):
+        Archive.from_url("sqlite:///file:/nonexistent/dir/archive.db?mode=ro&uri=true").count()
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def run_sessions(engine, count: int, *, busy_timeout: float) -> list[tuple[str, object]]:
+    """``count`` sessions saving at once over one engine, as Streamlit sessions share one connection."""
+    Archive(engine, busy_timeout=busy_timeout).count()  # the table exists before the rush
+    start = threading.Barrier(count)
+    outcomes: list[tuple[str, object]] = []
+
+    def session(i: int) -> None:
+        archive = Archive(engine, busy_timeout=busy_timeout)
+        record = make_record(i)
+        start.wait()
+        try:
+            outcomes.append((fingerprint(record), archive.save(record)))
+        except ArchiveError as e:
+            outcomes.append(("failed", str(e)))
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return outcomes
+
+
+@pytest.mark.parametrize(("busy_timeout", "must_all_land"), [(5.0, True), (0.0, False)], ids=["wait", "no-wait"])
+def test_fifty_concurrent_sessions(db, record_property, busy_timeout, must_all_land):
+    db.parent.mkdir(parents=True)
+    engine = create_engine(f"sqlite:///{db}")
+    outcomes = run_sessions(engine, SESSIONS, busy_timeout=busy_timeout)
+    archive = Archive(engine)
+    landed = [(key, item_id) for key, item_id in outcomes if key != "failed"]
+    failed = [message for key, message in outcomes if key == "failed"]
+    record_property("sessions", SESSIONS)
+    record_property("saved", len(landed))
+    record_property("reported_failed", len(failed))
+    assert len(outcomes) == SESSIONS  # every save either landed or was reported
+    assert archive.count() == len(landed) and len({i for _, i in landed}) == len(landed)
+    assert all(stored_correctly(archive, item_id, key) for key, item_id in landed)
+    assert all("busy" in message for message in failed)
+    assert archive.integrity() == "ok" and sound(db) == "ok"
+    if must_all_land:
+        assert not failed
+
+
+def read_lines(process: subprocess.Popen, into: list[str]) -> None:
+    for line in process.stdout:
+        into.append(line.strip())
+
+
+def test_kill_9_while_saving(db, record_property):
+    """Two processes saving at once, killed with SIGKILL mid-loop: every save they reported is intact."""
+    url = f"sqlite:///{db}"
+    Archive.from_url(url).count()
+    children = [subprocess.Popen([sys.executable, str(WRITER), url, "--seed", str(k)], stdout=subprocess.PIPE,
+                                 text=True) for k in range(2)]
+    outputs: list[list[str]] = [[] for _ in children]
+    readers = [threading.Thread(target=read_lines, args=(c, out)) for c, out in zip(children, outputs, strict=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while min(len(out) for out in outputs) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        for child in children:
+            os.kill(child.pid, signal.SIGKILL)
+        for child, reader in zip(children, readers, strict=True):
+            child.wait(timeout=10)
+            reader.join(timeout=10)
+    assert all(child.returncode == -signal.SIGKILL for child in children)
+
+    reported = [line.split() for out in outputs for line in out if re.fullmatch(r"\d+ [0-9a-f]{64}", line)]
+    archive = Archive.from_url(url)  # the "restart"
+    assert archive.integrity() == "ok"
+    lost = [i for i, key in reported if not stored_correctly(archive, int(i), key)]
+    record_property("killed_writers", len(children))
+    record_property("reported_committed", len(reported))
+    record_property("rows_lost", len(lost))
+    assert len(reported) >= 80 and not lost
+    assert 0 <= archive.count() - len(reported) <= len(children)  # at most the save each was killed in
+    archive.save(make_record(0))  # and it keeps working
+    assert sound(db) == "ok"

@@ -1,0 +1,130 @@
+"""Both CVAEs: shapes, the loss against a hand computation, KL against Monte Carlo, inference helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cvae_core import inference
+from cvae_core.config import ModelConfig
+from cvae_core.models import MODELS, ConvCVAE, MLPCVAE, build_model, cvae_loss
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+@pytest.mark.parametrize("latent_dim", [1, 2, 16])
+def test_shapes(arch, latent_dim):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, latent_dim=latent_dim, hidden=(64, 32)))
+    x, y = torch.rand(5, 1, 28, 28), torch.randint(0, 10, (5,))
+    logits, mean, logvar = model(x, y)
+    assert logits.shape == (5, 1, 28, 28)
+    assert mean.shape == logvar.shape == (5, latent_dim)
+    assert model.sample(y).shape == (5, 1, 28, 28)
+    assert model.sample(y, torch.zeros(5, latent_dim)).shape == (5, 1, 28, 28)
+
+
+def test_registry_and_paper_sizes():
+    assert MODELS == {"conv": ConvCVAE, "mlp": MLPCVAE}
+    conv = build_model(ModelConfig(arch="conv"))
+    assert conv.feature_dim == 8 * 7 * 7  # the paper's bottleneck
+    convs = [m for m in conv.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 16), (16, 8), (8, 8), (8, 16), (16, 1)]
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model(ModelConfig(arch="transformer"))
+
+
+def test_label_changes_decoder_output():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mlp", hidden=(32,)))
+    z = torch.zeros(2, 2)
+    a, b = model.decode_logits(z, torch.tensor([0, 0])), model.decode_logits(z, torch.tensor([0, 1]))
+    assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
+
+
+def test_loss_matches_hand_computation():
+    # One image of two pixels' worth of values, spelled out in nats.
+    logits = torch.tensor([[0.0, 2.0, -1.0]]).view(1, 1, 1, 3)
+    x = torch.tensor([[0.0, 1.0, 0.5]]).view(1, 1, 1, 3)
+    mean, logvar = torch.tensor([[1.0, -0.5]]), torch.tensor([[0.0, math.log(4.0)]])
+    parts = cvae_loss(logits, x, mean, logvar, beta=1.0)
+    sig = torch.sigmoid(torch.tensor([0.0, 2.0, -1.0]))
+    recon = -(math.log(1 - sig[0]) + math.log(sig[1]) + 0.5 * math.log(sig[2]) + 0.5 * math.log(1 - sig[2]))
+    kl = 0.5 * ((1 + 1 - 1 - 0) + (4 + 0.25 - 1 - math.log(4.0)))
+    assert parts["recon"].item() == pytest.approx(recon, rel=1e-6)
+    assert parts["kl"].item() == pytest.approx(kl, rel=1e-6)
+    assert parts["loss"].item() == pytest.approx(recon + kl, rel=1e-6)
+    assert cvae_loss(logits, x, mean, logvar, beta=0.5)["loss"].item() == pytest.approx(recon + 0.5 * kl, rel=1e-6)
+
+
+def test_loss_stable_for_extreme_logits():
+    logits = torch.tensor([-200.0, 200.0, 50.0]).view(1, 1, 1, 3)
+    x = torch.tensor([0.0, 1.0, 0.0]).view(1, 1, 1, 3)
+    parts = cvae_loss(logits, x, torch.zeros(1, 2), torch.zeros(1, 2))
+    assert torch.isfinite(parts["loss"]).all()
+    assert parts["recon"].item() == pytest.approx(50.0, rel=1e-6)
+
+
+def test_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mean, logvar = torch.tensor([[0.7, -1.2, 0.1]]), torch.tensor([[-0.5, 0.8, -2.0]])
+    kl = cvae_loss(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), mean, logvar)["kl"].item()
+    q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
+    z = q.sample((400_000,))
+    mc = (q.log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z)).sum(-1).mean().item()
+    assert kl == pytest.approx(mc, abs=0.02)
+
+
+def test_reparameterize_uses_gaussian_noise():
+    torch.manual_seed(0)
+    z = MLPCVAE.reparameterize(torch.zeros(200_000, 1), torch.zeros(200_000, 1))
+    assert z.mean().abs() < 0.01 and (z.std() - 1).abs() < 0.01 and (z < 0).any()
+
+
+def test_importance_weighted_likelihood_is_exact_when_posterior_is_the_prior():
+    # With q(z|x,y) = p(z) and a decoder that ignores z, every importance weight equals
+    # p(x|y) exactly, so the estimate must match the closed form for any K.
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mlp", hidden=(16,)))
+    last = model.decoder_layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.linspace(-2, 2, 784))
+        for head in (model.to_mean, model.to_logvar):
+            head.weight.zero_()
+            head.bias.zero_()
+    x = torch.rand(3, 1, 28, 28)
+    log_px = inference.log_likelihoods(model, x, k=7)
+    expected = -F.binary_cross_entropy_with_logits(last.bias.view(1, 784).expand(3, 784), x.flatten(1), reduction="none").sum(1)
+    assert torch.allclose(log_px, expected.unsqueeze(1).expand(3, 10), atol=1e-3)
+
+
+def test_classify_is_batched_consistently():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="conv"))
+    x = torch.rand(4, 1, 28, 28)
+    probs, log_px = inference.classify(model, x, k=3, generator=torch.Generator().manual_seed(1))
+    assert probs.shape == log_px.shape == (4, 10)
+    assert torch.allclose(probs.sum(1), torch.ones(4))
+    single, _ = inference.classify(model, x[:1], k=3, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(single[0], probs[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_inference_helpers(arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, latent_dim=3, hidden=(32,)))
+    x = torch.rand(2, 1, 28, 28)
+    assert inference.reconstruct(model, x, torch.tensor([1, 2])).shape == (2, 28, 28)
+    grid = inference.latent_grid(model, 4, 5)
+    assert grid.shape == (5, 5, 28, 28) and 0 <= grid.min() and grid.max() <= 1
+    # row 0 is high z[1]; column 0 is low z[0]
+    corner = inference.decode(model, torch.tensor([[-3.0, 3.0, 0.0]]), torch.tensor([4]))
+    assert torch.allclose(grid[0, 0], corner[0], atol=1e-6)
+    assert inference.restyle(model, x[:1], 3).shape == (10, 28, 28)
+    strip = inference.interpolate(model, torch.zeros(3), torch.ones(3), 3, 8, 6)
+    assert strip.shape == (6, 28, 28)
+    assert torch.allclose(strip[0], inference.decode(model, torch.zeros(1, 3), torch.tensor([3]))[0], atol=1e-6)
+    assert torch.allclose(strip[-1], inference.decode(model, torch.ones(1, 3), torch.tensor([8]))[0], atol=1e-6)
