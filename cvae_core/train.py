@@ -143,6 +143,9 @@ def fit(
     if cfg.subset:
         train_x, train_y = train_x[: cfg.subset], train_y[: cfg.subset]
     model = build_model(model_config).to(device)
+    if model_config.arch == "conv":
+        # oneDNN's convolutions run about twice as fast on NHWC tensors on the CPU (benchmarks/).
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_y) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
