@@ -37,9 +37,8 @@ log = logging.getLogger(__name__)
 
 SEED = 0  # one seed for the noise and the importance samples: the same input gets the same answer
 MODEL_KEY = "sidebar_model"  # the sidebar's model picker
-AUTOSAVE_KEY = "sidebar_autosave"  # the archive's "save automatically" state, read by the pages
 SPAN = 3.0  # latent sliders and maps cover [-SPAN, SPAN]
-MAX_POINTS = 3000  # test-set points drawn in an all-labels scatter (a fixed subsample)
+MAX_POINTS = 2000  # test-set points drawn in an all-labels scatter (a fixed subsample)
 LOSS_CONVENTION = (
     "Loss = negative ELBO in nats per image: Bernoulli cross-entropy with the grey levels as "
     "targets (the usual convention) + KL to N(0, I). Lower is better."

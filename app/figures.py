@@ -56,7 +56,7 @@ def probability_bar(probs: np.ndarray, label: int) -> go.Figure:
     ))
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
     fig.update_xaxes(title="label", type="category")
-    return _layout(fig, height=260, title="p(label | your digit)")
+    return _layout(fig, height=300, title="p(label | your digit)")
 
 
 def latent_map(

@@ -1,5 +1,5 @@
 """The sidebar every page shares: the model picker, a compact model card, unavailable models with
-their reasons, and the archive's "save automatically" toggle when the archive is installed."""
+their reasons, and the archive's "Save automatically" toggle when the archive is installed."""
 
 from __future__ import annotations
 
@@ -64,5 +64,4 @@ def render() -> None:
                        f"{common.escape_markdown(bad.error or 'unknown reason')}")
         archive = archive_ui()
         if archive is not None:
-            # The archive module renders its own toggle; pages read the state from here.
-            st.session_state[common.AUTOSAVE_KEY] = bool(archive.autosave_enabled())
+            archive.autosave_toggle()

@@ -17,7 +17,7 @@ PAGES = Path(__file__).parent / "pages"
 
 
 def run() -> None:
-    st.set_page_config(page_title="CVAE Digit Explorer", page_icon=":material/draw:", layout="wide")
+    st.set_page_config(page_title="CVAE Digit Explorer", page_icon="✍️", layout="wide")
     pages = [
         st.Page(PAGES / "draw.py", title="Draw & recognise", icon=":material/draw:", default=True),
         st.Page(PAGES / "latent.py", title="Latent explorer", icon=":material/tune:"),

@@ -22,6 +22,8 @@ from Python enters the number.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import random
 import socket
@@ -121,10 +123,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(name: str, script: Path, env: dict[str, str], logs: Path) -> Server:
+def start_server(name: str, script: Path, env: dict[str, str], logs: Path, *, python: str | None = None) -> Server:
     port = free_port()
     log = logs / f"{name}-{port}.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+    cmd = [python or sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     started = time.perf_counter()
     with open(log, "wb") as f:
@@ -152,7 +154,7 @@ def stop_server(server: Server) -> None:
     if server.proc.poll() is None:
         server.proc.terminate()
         try:
-            server.proc.wait(timeout=10)
+            server.proc.wait(timeout=3)  # Streamlit can take long to shut down; nothing is lost by a kill
         except subprocess.TimeoutExpired:
             server.proc.kill()
             server.proc.wait()
@@ -249,8 +251,8 @@ def draw_trial(page: Any, digit: str, rng: random.Random) -> float:
     page.evaluate(ARM_DRAW, METRIC_LABEL)
     page.mouse.move(*pts[0])
     page.mouse.down()
-    for a, b in zip(pts, pts[1:], strict=False):
-        page.mouse.move(*b, steps=max(1, int(((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5 // 12)))
+    for a, b in itertools.pairwise(pts):
+        page.mouse.move(*b, steps=max(1, int(math.dist(a, b) // 12)))  # a move event every ~12 px
     page.mouse.up()
     page.wait_for_function("() => window.__bench.done !== null")
     r = page.evaluate("() => window.__bench")
@@ -276,9 +278,11 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
                 "slider": open_page(b, f"{servers['app'].url}/{LATENT_PATH}")},
         "floor": {"draw": open_page(b, servers["floor"].url), "slider": open_page(b, servers["floor"].url)},
     }
+    memory_steps = {"started": resident_mb(servers["app"].proc.pid)}
     for p in pages.values():
         canvas_box(p["draw"])
         p["slider"].locator(SLIDER).first.wait_for(state="attached")
+    memory_steps["draw and latent pages open"] = resident_mb(servers["app"].proc.pid)
     rng = random.Random(seed)
     digits = list(STROKES)
     samples: dict[str, dict[str, list[float]]] = {a: {"draw": [], "slider_dom": [], "slider": []} for a in pages}
@@ -303,25 +307,27 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
     for key in ("draw", "slider"):
         if key in out["app"] and key in out["floor"]:
             out[f"{key}_p95_over_floor_ms"] = round(out["app"][key]["p95"] - out["floor"][key]["p95"], 1)
-    for who in ("app",):
-        for path in OTHER_PATHS:  # open every page so that everything the app loads is loaded
-            page = pages[who]["draw"]
-            page.goto(f"{servers[who].url}/{path}")
-            page.wait_for_load_state("networkidle")
-            wait_idle(page, settle=1.0)
+    memory_steps["after the trials"] = resident_mb(servers["app"].proc.pid)
+    page = pages["app"]["draw"]
+    for path in OTHER_PATHS:  # open every page so that everything the app loads is loaded
+        page.goto(f"{servers['app'].url}/{path}")
+        page.wait_for_load_state("networkidle")
+        wait_idle(page, settle=1.0)
+        memory_steps[f"{path} page open"] = resident_mb(servers["app"].proc.pid)
     out["memory"] = {who: resident_mb(servers[who].proc.pid) for who in servers}
+    out["memory_steps"] = memory_steps
     for p in pages.values():
         for page in p.values():
             page.context.close()
     return out
 
 
-def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int) -> dict[str, Any]:
+def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int, python: str | None = None) -> dict[str, Any]:
     """``streamlit run`` spawned -> server healthy -> canvas visible, alternating app and floor."""
     samples: dict[str, dict[str, list[float]]] = {a: {"healthy": [], "canvas": []} for a in ("app", "floor")}
     for i in range(trials):
         for who in (["app", "floor"] if i % 2 == 0 else ["floor", "app"]):
-            server = start_server(who, APP if who == "app" else FLOOR, env, logs)
+            server = start_server(who, APP if who == "app" else FLOOR, env, logs, python=python)
             try:
                 healthy = wait_healthy(server)
                 page = open_page(b, server.url)
@@ -335,7 +341,10 @@ def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int) -> dict
     return {who: {k: summarise(v, scale=1.0) for k, v in s.items()} for who, s in samples.items()}
 
 
-def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | None = None) -> dict[str, Any]:
+def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | None = None,
+        python: str | None = None) -> dict[str, Any]:
+    """All browser measures; ``python`` runs the servers under another interpreter (e.g. a venv
+    with the CPU-only torch wheel, to compare memory and start-up)."""
     if not APP.exists():
         return {"skipped": f"{APP.relative_to(ROOT)} does not exist yet"}
     trials = trials or (3 if quick else 20)
@@ -343,7 +352,8 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
     with tempfile.TemporaryDirectory(prefix="cvae-bench-browser-") as tmp, browser() as b:
         logs = Path(tmp)
         env = server_env(logs)
-        servers = {"app": start_server("app", APP, env, logs), "floor": start_server("floor", FLOOR, env, logs)}
+        servers = {"app": start_server("app", APP, env, logs, python=python),
+                   "floor": start_server("floor", FLOOR, env, logs, python=python)}
         try:
             for s in servers.values():
                 wait_healthy(s)
@@ -351,8 +361,9 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
         finally:
             for s in servers.values():
                 stop_server(s)
-        out["cold_start"] = cold_starts(b, env, logs, trials=cold_trials)
+        out["cold_start"] = cold_starts(b, env, logs, trials=cold_trials, python=python)
         out["cold_start_trials"] = cold_trials
+        out["server_python"] = python or sys.executable
     app, floor = out.get("app", {}), out.get("floor", {})
     if "draw" in app and "slider" in app:
         print(f"  browser: stroke->digit p95 {app['draw']['p95']:.0f} ms (floor {floor['draw']['p95']:.0f}), "

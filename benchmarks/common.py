@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import os
 import platform
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,12 +102,27 @@ def time_calls(fn: Callable[[], Any], *, warmup: int, runs: int, budget_s: float
     return samples
 
 
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (torch.profiler's C++ side logs every start and stop there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def profile_top(fn: Callable[[], Any], *, calls: int = 5, top: int = 8) -> list[dict[str, Any]]:
     """The operators that take the most self CPU time over ``calls`` calls of ``fn`` (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(calls):
             fn()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.common import Shipped
+from benchmarks.common import Shipped, quiet_stderr
 from cvae_core.data import to_float
 from cvae_core.models import CVAE, build_model, cvae_loss
 
@@ -140,7 +140,7 @@ def profile_step(model: CVAE, images: torch.Tensor, labels: torch.Tensor, *, ste
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     step = _step_fn(model, to_float(images[:BATCH]), labels[:BATCH], opt)
     step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
     split: dict[str, float] = defaultdict(float)

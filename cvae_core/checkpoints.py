@@ -122,22 +122,28 @@ def sha256_bytes(data: bytes) -> str:
 # ------------------------------------------------------------------------------ atomic writes
 
 
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C while a checkpoint is being written; deliver it afterwards."""
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM while checkpoint files are written; deliver them afterwards.
+
+    Signal handlers can only be set from the main thread; elsewhere this does nothing (the
+    write is still safe against errors: temporary files first, then renames).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[tuple[int, Any]] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append((signum, frame)))
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in _DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending and callable(previous):
-            previous(*pending[0])
-        elif pending and previous == signal.SIG_DFL:
-            raise KeyboardInterrupt
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(pending):  # each once, in arrival order, to its own handler
+            signal.raise_signal(sig)
 
 
 def _write_tmp(path: Path, data: bytes) -> Path:
@@ -237,7 +243,7 @@ def write_manifest(folder: str | Path | None = None) -> Path:
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     entries = {p.name: sha256_bytes(p.read_bytes()) for p in _manifest_files(folder)}
     path = folder / MANIFEST_NAME
-    with _sigint_deferred():
+    with _interrupts_deferred():
         _commit([(path, _manifest_text(entries).encode())])
     return path
 
@@ -289,7 +295,7 @@ def save_checkpoint(
         raise CheckpointError(f"{meta_path.name}: metadata cannot be written as JSON ({e})") from None
     files = [(weights_path, blob), (meta_path, meta_blob)]
     manifest = _manifest_with(weights_path.parent, {p.name: sha256_bytes(b) for p, b in files})
-    with _sigint_deferred():
+    with _interrupts_deferred():
         _commit(files + ([manifest] if manifest else []))
     return weights_path
 
@@ -313,7 +319,7 @@ def update_metadata(path: str | Path, updates: dict[str, Any]) -> None:
     manifest = None
     if entries is not None and entries.get(meta_path.name) == sha256_bytes(before):
         manifest = _manifest_with(meta_path.parent, {meta_path.name: sha256_bytes(blob)})
-    with _sigint_deferred():
+    with _interrupts_deferred():
         _commit(files + ([manifest] if manifest else []))
 
 

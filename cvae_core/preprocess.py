@@ -1,18 +1,20 @@
 """Any user image -> one 28x28 MNIST-style tensor, the way MNIST itself was made.
 
 Decoding (``decode_image``) accepts PNG and JPEG only, recognised by their content (never by
-name or MIME type), at most ``MAX_BYTES`` bytes and ``MAX_SIDE`` x ``MAX_SIDE`` pixels; the size is
-read from the file header before any pixel is decoded, so a decompression bomb is refused before
-Pillow could warn about it. Truncated or corrupt files fail at ``load()`` with a "damaged" message.
-An animated PNG is read as its first frame (what a viewer that does not animate shows). EXIF
-orientation is applied. 16-bit greyscale keeps its full range; alpha is composited onto a
-background that contrasts with the ink, so a digit drawn only in the alpha channel survives.
+name or MIME type), at most ``MAX_BYTES`` bytes and ``MAX_SIDE`` x ``MAX_SIDE`` pixels. The size is
+read from the file header before Pillow sees the file, so a decompression bomb is refused before
+Pillow could even warn about it. A PNG's chunk checksums are verified (Pillow skips those of the
+pixel data); a truncated or corrupt file gets a "damaged" message. An animated PNG is read as
+its first frame (what a viewer that does not animate shows). EXIF orientation is applied.
+16-bit greyscale keeps its full range; alpha is composited onto a background that contrasts
+with the ink, so a digit drawn only in the alpha channel survives.
 
 Preparation (``prepare_*``), in the spirit of MNIST: greyscale -> uneven lighting removed (a
-smooth surface fitted to the background) -> polarity detected so the digit is light on dark ->
-ink found above the noise, specks dropped -> crop to the ink -> strokes thickened when they
-would be thinner than MNIST's at its scale (a pen line in a phone photo) -> scale to fit a
-20x20 box keeping the aspect ratio -> placed in 28x28 with its centre of mass at the centre.
+smooth surface fitted to the paper) -> polarity detected so the digit is light on dark -> ink
+found above the noise, specks dropped -> crop to the ink -> strokes thickened when they would
+be thinner than MNIST's at its scale (a pen line in a phone photo) -> scale to fit a 20x20 box
+keeping the aspect ratio -> placed in 28x28 with its centre of mass where MNIST's sit, (14, 14),
+within a pixel of the middle (13.5, 13.5).
 
 Every failure raises ``InputError`` whose message is meant for a person; for bad input nothing
 else escapes, and every tensor returned is finite, (1, 1, 28, 28) and within [0, 1].
@@ -209,35 +211,19 @@ def _luminance_and_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | Non
     if mode.startswith("I;16"):
         # Pillow's convert("L") would clip 16-bit values to 255; scale the full range instead.
         return np.asarray(img).astype(np.float32) / 65535.0, None
-    if mode in ("I", "F"):
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        return _scale_to_unit(np.maximum(arr, 0.0), integer=mode == "I"), None
+    if mode == "I":  # 32-bit integers, as some decoders give 16-bit greyscale
+        return _unit_plane(np.asarray(img, dtype=np.int64), None), None
+    if mode == "F":
+        return _unit_plane(np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0), None), None
     has_alpha = "A" in mode or "a" in mode or "transparency" in img.info
     try:
         if has_alpha:
-            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-            return rgba[..., :3] @ _LUMA, rgba[..., 3]
+            img = img.convert("RGBA")  # also resolves a palette's or a colour key's transparency
+            alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
+            return np.asarray(img.convert("L"), dtype=np.float32) / 255.0, alpha
         return np.asarray(img.convert("L"), dtype=np.float32) / 255.0, None
     except (ValueError, OSError) as e:
         raise InputError(f"Images in the {mode} colour mode are not supported ({e}).") from None
-
-
-def _scale_to_unit(arr: np.ndarray, *, integer: bool) -> np.ndarray:
-    """Finite, non-negative float64 pixel values of unknown range -> float32 in [0, 1].
-
-    Integers up to 255 are 8-bit, up to 65535 16-bit; floats up to 1 are already in range,
-    up to 255 are 8-bit; anything larger is scaled by its maximum.
-    """
-    top = float(arr.max()) if arr.size else 0.0
-    if top <= 1.0 and not (integer and top > 0.0 and top != 1.0):
-        scale = 1.0  # floats in [0, 1], or a 0/1 integer mask
-    elif top <= 255.0:
-        scale = 255.0
-    elif top <= 65535.0 and integer:
-        scale = 65535.0
-    else:
-        scale = top
-    return np.clip(arr / scale, 0.0, 1.0).astype(np.float32)
 
 
 def composite(lum: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
@@ -277,24 +263,39 @@ def prepare_array(arr: np.ndarray) -> Prepared:
     h, w = arr.shape[:2]
     if h > MAX_SIDE or w > MAX_SIDE:
         raise InputError(f"The image is {w}x{h} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}.")
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise InputError("The image data contains invalid values (NaN or infinity).")
-        data = _scale_to_unit(np.maximum(arr.astype(np.float64), 0.0), integer=False)
-    elif arr.dtype.kind == "b":
-        data = arr.astype(np.float32)
-    elif arr.dtype == np.uint8:
-        data = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        data = arr.astype(np.float32) / 65535.0
-    else:  # other integers, e.g. a canvas's pixels parsed from JSON as int64
-        data = _scale_to_unit(np.maximum(arr.astype(np.float64), 0.0), integer=True)
-    if data.ndim == 3:
-        channels = data.shape[2]
-        lum = data[..., :3] @ _LUMA if channels >= 3 else data[..., 0]
-        alpha = data[..., -1] if channels in (2, 4) else None
-        data = composite(lum, alpha)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError("The image data contains invalid values (NaN or infinity).")
+    # Channel by channel, so that a large array costs a few greyscale planes of memory, not more.
+    planes = [_unit_plane(arr, c) for c in range(arr.shape[2])] if arr.ndim == 3 else [_unit_plane(arr, None)]
+    lum = sum(w * p for w, p in zip(_LUMA, planes, strict=False)) if len(planes) >= 3 else planes[0]
+    alpha = planes[-1] if len(planes) in (2, 4) else None
+    data = composite(lum.astype(np.float32), alpha)
     return _mnistify(data)
+
+
+def _unit_plane(arr: np.ndarray, channel: int | None) -> np.ndarray:
+    """One channel of a validated array as float32 in [0, 1], scaled by the array's dtype and range.
+
+    The range is judged on the whole array (all channels), so RGBA channels share one scale.
+    """
+    plane = arr if channel is None else arr[..., channel]
+    if arr.dtype.kind == "b":
+        return plane.astype(np.float32)
+    if arr.dtype == np.uint8:
+        return plane.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return plane.astype(np.float32) / 65535.0
+    top = max(float(arr.max()), 0.0)
+    integer = arr.dtype.kind in "iu"
+    if top <= 1.0 and not (integer and 0.0 < top < 1.0):
+        scale = 1.0  # floats in [0, 1], or a 0/1 integer mask
+    elif top <= 255.0:
+        scale = 255.0
+    elif top <= 65535.0 and integer:
+        scale = 65535.0
+    else:
+        scale = top
+    return np.clip(plane.astype(np.float64) / scale, 0.0, 1.0).astype(np.float32)
 
 
 def prepare_image(img: Image.Image) -> Prepared:
@@ -430,10 +431,10 @@ def _disk_max(arr: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _stroke_width(ink: np.ndarray) -> float:
-    """Mean stroke width in pixels: ink mass over half the boundary length (exact for long strokes).
+    """Mean stroke width in pixels: ink mass over the stroke length, taken as half the boundary.
 
-    The boundary is counted in pixel edges of the half-intensity mask, and its length corrected
-    by 4/pi for strokes running in every direction.
+    The boundary is counted in pixel edges of the half-intensity mask; edges overcount a slanted
+    boundary by 4/pi on average, hence the pi/4.
     """
     mask = ink > 0.5
     if not mask.any():
@@ -469,20 +470,20 @@ def _mnistify(grey: np.ndarray) -> Prepared:
     sigma = _mad_sigma(smooth)
     mask = smooth > max(4.0 * sigma, MIN_CONTRAST / 2)
     if not mask.any():
-        raise _no_digit(noise)
+        raise _no_digit(max(noise, sigma))
     labels, sizes = _components(mask)
     big = np.nonzero(sizes >= max(0.08 * sizes.max(), 2))[0]
     if big.size == 0:  # single isolated pixels only
-        raise _no_digit(noise)
+        raise _no_digit(max(noise, sigma))
     keep = np.isin(labels, big)
     if len(big) > MAX_PIECES or (sizes.max() < 0.5 * mask.sum() and keep.sum() < 0.6 * mask.sum()):
         raise _no_digit(max(noise, NOISE_SIGMA))  # ink scattered all over: noise or texture
     level = float(np.percentile(ink[keep], 90))
     if level < MIN_CONTRAST or level < MIN_SNR * sigma:
-        raise _no_digit(noise)
-    if _extent(keep) < MIN_EXTENT * max(grey.shape):
-        if noise >= NOISE_SIGMA:
-            raise _no_digit(noise)
+        raise _no_digit(max(noise, sigma))
+    if _extent(labels == int(np.argmax(sizes))) < MIN_EXTENT * max(grey.shape):
+        if max(noise, sigma) >= NOISE_SIGMA:
+            raise _no_digit(max(noise, sigma))  # specks of noise, no stroke
         raise InputError("The mark is too small to be a digit. Please draw a larger digit, or crop the photo closer.")
 
     # Ink as MNIST has it: 0 away from the strokes, 1 in their core, soft edges.
@@ -511,6 +512,8 @@ def _mnistify(grey: np.ndarray) -> Prepared:
     if width < 0.55 * target:  # thinner than all but ~1% of MNIST digits
         work = _disk_max(work, max(1, round((target - max(width, 1.0)) / 2)))
     rows, cols = np.nonzero(work > 0.02)
+    if rows.size == 0:
+        raise _no_digit(noise)
     work = work[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     work = np.clip(_fit_side(work, WORK_SIDE, Image.Resampling.BOX), 0.0, 1.0)
     return Prepared(tensor=_centre_by_mass(work), inverted=inverted)

@@ -58,18 +58,18 @@ def upload_input() -> tuple[bytes | None, str | None, str | None]:
 
 def show_reading(entry: common.ModelEntry, partner: common.ModelEntry | None, x: np.ndarray) -> common.Reading:
     mine = common.read(entry, entry.signature, x)
-    cols = st.columns([1, 1, 1, 1.1])
-    cols[0].image(figures.upscale(x, 5), caption="What the model sees (28×28)")
-    cols[1].image(figures.upscale(mine.recon, 5), caption=f"Reconstruction by {entry.name}")
+    seen, recon, other, verdict = st.columns([1, 1, 1, 1.3])
+    seen.image(figures.upscale(x, 4), caption="What the model sees (28×28)")
+    recon.image(figures.upscale(mine.recon, 4), caption=f"Reconstruction by {entry.name}")
     if partner is not None:
         theirs = common.read(partner, partner.signature, x)
-        cols[2].image(figures.upscale(theirs.recon, 5),
-                      caption=f"by {partner.name}, which reads a {theirs.label} ({theirs.confidence:.0%})")
+        other.image(figures.upscale(theirs.recon, 4),
+                    caption=f"by {partner.name}, which reads a {theirs.label} ({theirs.confidence:.0%})")
     else:
-        cols[2].caption("No model of the other architecture is available to compare with.")
-    with cols[3]:
-        st.metric("Recognised digit", str(mine.label), delta=f"{mine.confidence:.1%} confidence",
-                  delta_color="off", delta_arrow="off", border=True)
+        other.caption("No model of the other architecture is available to compare with.")
+    with verdict:
+        st.metric("Recognised digit", str(mine.label), delta=f"{mine.confidence:.1%} sure", delta_color="off",
+                  delta_arrow="off", border=True, help="p(label | input): the model's Bayes posterior over the ten labels.")
         threshold = common.ood_threshold(entry)
         if threshold is None:
             st.caption("No “unlike any digit” check: this model has no evaluation recorded.")
@@ -89,13 +89,15 @@ def show_details(entry: common.ModelEntry, mine: common.Reading) -> None:
     with right:
         points = common.test_latents(entry, entry.signature, mine.label) if entry.latent_dim == 2 else None
         if points is not None:
-            fig = figures.latent_map(*points, point=mine.mean, std=mine.std,
-                                     title=f"Where you are among the test {mine.label}s (1σ and 2σ)")
+            fig = figures.latent_map(*points, point=mine.mean, std=mine.std, height=300,
+                                     title=f"Where you are among the test {mine.label}s")
             st.plotly_chart(fig, key="draw_where", config={"displayModeBar": False})
+            st.caption("The cross is your digit's latent mean; the rings are 1σ and 2σ of its posterior.")
         else:
             st.caption(f"The latent map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
-    st.markdown("**Your style as every digit** — your input encoded under the recognised label, decoded under each:")
-    st.image(figures.tile(mine.restyled, 3, gap=4))
+    st.markdown("**Your style as every digit**")
+    st.image(figures.tile(mine.restyled, 3, gap=4),
+             caption="Your input encoded under the recognised label, then decoded as 0, 1, … 9 (left to right).")
 
 
 def archive_controls(entry: common.ModelEntry, mine: common.Reading, x: np.ndarray, sigma: float,
@@ -109,7 +111,7 @@ def archive_controls(entry: common.ModelEntry, mine: common.Reading, x: np.ndarr
         "original": common.original_image(data), "filename": filename,
     }
     archive.save_button(record, key="draw_save")
-    if st.session_state.get(common.AUTOSAVE_KEY):
+    if archive.autosave_enabled():
         # Each new drawing or upload is saved once per model; moving the noise slider is not a new input.
         done = st.session_state.setdefault("draw_autosaved", set())
         mark = (entry.signature, hashlib.sha256(data).hexdigest())
@@ -136,7 +138,7 @@ def results(entry: common.ModelEntry, pixels: np.ndarray, source: str, data: byt
 def render() -> None:
     entry = common.require_model()
     st.title("Draw & recognise")
-    left, right = st.columns([1, 2.4], gap="large")
+    left, right = st.columns([1, 1.8], gap="large")
     with left:
         mode = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True,
                                     key="draw_mode", persist_state="session")

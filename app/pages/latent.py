@@ -24,7 +24,8 @@ def move_to_clicked_point() -> None:
     points = st.session_state[MAP_KEY].selection.points
     if points:
         for key, axis in (("latent_z0", "x"), ("latent_z1", "y")):
-            st.session_state[key] = float(np.clip(round(points[0][axis], 2), -common.SPAN, common.SPAN))
+            on_grid = round(points[0][axis] / STEP) * STEP  # a value the slider can show
+            st.session_state[key] = float(np.clip(round(on_grid, 2), -common.SPAN, common.SPAN))
 
 
 def reset_to_origin(keys: list[str]) -> None:
@@ -90,14 +91,15 @@ def example_latent(entry: common.ModelEntry, label: int, index: int) -> tuple[fl
 def interpolation_section(entry: common.ModelEntry, label: int) -> None:
     st.subheader("Interpolation")
     start, end, options = st.columns(3)
-    y0 = start.selectbox("From the digit", range(10), index=label, key="latent_interp_from")
-    i0 = start.number_input("test example", 1, 1000, 1, key="latent_interp_from_example")
-    y1 = end.selectbox("to the digit", range(10), index=(label + 1) % 10, key="latent_interp_to")
-    i1 = end.number_input("test example", 1, 1000, 2, key="latent_interp_to_example")
     steps = options.slider("Steps", 3, 15, 9, key="latent_interp_steps")
     same_style = options.toggle("Same style at both ends", value=True, key="latent_interp_same_style",
-                                help="On: only the label changes, the style of the first example stays. "
+                                help="On: only the label changes, in the style of the first example. "
                                      "Off: the style moves from one test example to the other as well.")
+    y0 = start.selectbox("From the digit", range(10), index=label, key="latent_interp_from")
+    i0 = start.number_input("its test example", 1, 1000, 1, key="latent_interp_from_example",
+                            help="Which test digit of that label gives the style (its stored latent mean).")
+    y1 = end.selectbox("to the digit", range(10), index=(label + 1) % 10, key="latent_interp_to")
+    i1 = end.number_input("its test example", 1, 1000, 2, key="latent_interp_to_example", disabled=same_style)
     z0 = example_latent(entry, y0, i0 - 1)
     z1 = z0 if same_style else example_latent(entry, y1, i1 - 1)
     strip = common.interpolation(entry, entry.signature, z0, z1, y0, y1, steps)

@@ -1,0 +1,302 @@
+"""Generate the README's "Results" section and its figures from the project's own outputs.
+
+    python -m benchmarks.report [--readme README.md] [--no-figures]
+
+Reads every checkpoint's metadata (``checkpoints/*.json``: history, test metrics, the evaluation
+written by ``python -m cvae_core.evaluate``) and ``benchmarks/results.json`` (written by
+``python -m benchmarks``), and writes:
+
+* ``docs/figures/*.png``: loss curves, the test-set latent scatter, test originals against their
+  reconstructions, recognition under noise. Figures are plotly, rendered to a self-contained HTML
+  file and screenshotted by Chromium through Playwright (no kaleido needed);
+* the README text between ``<!-- results:start -->`` and ``<!-- results:end -->``, replaced whole.
+
+Nothing in the section is typed by hand, so rerunning the command reproduces it. Without the
+markers in the README, the section is printed and the command exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks import tables
+from benchmarks.browser import browser
+from benchmarks.common import RESULTS_JSON, ROOT
+from cvae_core import inference
+from cvae_core.checkpoints import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
+from cvae_core.data import DataError, load_mnist
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+FIGURES = ROOT / "docs" / "figures"
+COLOURS = {"conv": "#4C9BE8", "mlp": "#F5A623"}
+DIGIT_COLOURS = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
+                 "#FF97FF", "#FECB52"]
+SPLIT_DASH = {"train": "solid", "val": "dash", "test": "dot"}
+WIDTH = 1100  # figure width in CSS pixels
+
+
+def load_all() -> list[Checkpoint]:
+    return [load_checkpoint(p) for p in list_checkpoints()]
+
+
+def by_latent(ckpts: list[Checkpoint]) -> dict[int, list[Checkpoint]]:
+    out: dict[int, list[Checkpoint]] = {}
+    for c in sorted(ckpts, key=lambda c: (c.config.latent_dim, c.config.arch)):
+        out.setdefault(c.config.latent_dim, []).append(c)
+    return out
+
+
+# ---- text -------------------------------------------------------------------------------------
+
+
+def _f(v: Any, fmt: str, scale: float = 1.0) -> str:
+    return "—" if v is None else format(v * scale, fmt)
+
+
+def quality_table(ckpts: list[Checkpoint]) -> str:
+    sigmas: list[float] = sorted({n["sigma"] for c in ckpts for n in (c.meta.get("evaluation") or {}).get("noise", [])})
+    noisy = [s for s in sigmas if s > 0]
+    head = ["model", "latent", "parameters", "epochs", "test loss (nats)", "recon", "KL", "accuracy",
+            *[f"acc. σ={s:g}" for s in noisy], "training time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in sorted(ckpts, key=lambda c: (c.config.latent_dim, c.config.arch)):
+        ev, test = c.meta.get("evaluation") or {}, c.meta.get("test") or {}
+        acc_at = {n["sigma"]: n["accuracy"] for n in ev.get("noise", [])}
+        seconds = c.meta.get("training_seconds")
+        row = [f"`{c.name}`", str(c.config.latent_dim), f"{c.meta.get('num_params', 0):,}",
+               str(c.meta.get("epochs_run", "—")),
+               _f(ev.get("test_loss", test.get("loss")), ".2f"), _f(ev.get("recon", test.get("recon")), ".2f"),
+               _f(ev.get("kl", test.get("kl")), ".2f"), _f(ev.get("accuracy"), ".2f", 100) + (" %" if ev else ""),
+               *[_f(acc_at.get(s), ".1f", 100) + (" %" if s in acc_at else "") for s in noisy],
+               "—" if seconds is None else f"{seconds / 60:.1f} min"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(ckpts: list[Checkpoint]) -> str:
+    """One computed sentence per latent size: which architecture has the lower loss, which recognises better."""
+    out = []
+    for d, group in by_latent(ckpts).items():
+        if len(group) < 2:
+            continue
+        scored = [(c, (c.meta.get("evaluation") or {}).get("test_loss", (c.meta.get("test") or {}).get("loss")),
+                   (c.meta.get("evaluation") or {}).get("accuracy")) for c in group]
+        with_loss = [s for s in scored if s[1] is not None]
+        parts = []
+        if len(with_loss) >= 2:
+            best = min(with_loss, key=lambda s: s[1])
+            rest = ", ".join(f"{c.name} {v:.2f}" for c, v, _ in with_loss if c is not best[0])
+            parts.append(f"`{best[0].name}` has the lowest test loss ({best[1]:.2f} nats vs {rest})")
+        with_acc = [s for s in scored if s[2] is not None]
+        if len(with_acc) >= 2:
+            best = max(with_acc, key=lambda s: s[2])
+            rest = ", ".join(f"{c.name} {100 * a:.2f} %" for c, _, a in with_acc if c is not best[0])
+            parts.append(f"`{best[0].name}` recognises best ({100 * best[2]:.2f} % vs {rest})")
+        if parts:
+            out.append(f"- latent {d}: " + "; ".join(parts) + ".")
+    return "\n".join(out)
+
+
+def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: list[tuple[str, str]]) -> str:
+    parts = [
+        START,
+        "<!-- Generated by `python -m benchmarks.report` from checkpoints/*.json and benchmarks/results.json. "
+        "Do not edit by hand: rerun the command. -->",
+        "",
+        "### Quality: conv vs MLP",
+        "",
+        "Test loss is the negative ELBO in nats per image (Bernoulli cross-entropy with grey levels as targets + KL), "
+        "on the 10,000 MNIST test images; accuracy is the CVAE itself used as a classifier through Bayes' rule "
+        "(importance-weighted log p(x | y), K samples per label); σ is the Gaussian noise added to the test "
+        "images. Training time is the whole run as recorded in the checkpoint.",
+        "",
+        quality_table(ckpts),
+        "",
+        verdicts(ckpts),
+        "",
+    ]
+    for title, name in figures:
+        parts += [f"![{title}](docs/figures/{name})", ""]
+    parts += ["### Speed and memory", ""]
+    if results is None:
+        parts += ["No benchmark results yet: run `python -m benchmarks`.", ""]
+    else:
+        m = results.get("machine", {})
+        loads = ", ".join(f"{k} {v['load_average'][0]}–{v['load_average'][1]}"
+                          for k, v in results.get("sections", {}).items() if "load_average" in v)
+        parts += [
+            f"Measured by `python -m benchmarks` on {m.get('cpu')} ({m.get('cores')} cores, no GPU), torch "
+            f"{m.get('torch')}, {results.get('generated')}; 1-minute load average during each part: {loads}. "
+            "All tables, with p50 and p95 of every measure, are in "
+            "[benchmarks/results.md](benchmarks/results.md).",
+            "",
+            tables.targets_table(results),
+            "",
+        ]
+        sc = (results.get("sections") or {}).get("scaling")
+        if sc:
+            parts += ["Scaling:", "", tables.scaling_lines(sc), ""]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def replace_section(readme: Path, text: str) -> bool:
+    """Put ``text`` (markers included) in place of the README's marked section; False if no markers."""
+    if not readme.exists():
+        return False
+    old = readme.read_text()
+    start, end = old.find(START), old.find(END)
+    if start < 0 or end < start:
+        return False
+    readme.write_text(old[:start] + text + old[end + len(END):])
+    return True
+
+
+# ---- figures ----------------------------------------------------------------------------------
+
+
+def fig_losses(ckpts: list[Checkpoint]) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    groups = by_latent(ckpts)
+    fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[f"latent {d}" for d in groups])
+    for col, group in enumerate(groups.values(), start=1):
+        for c in group:
+            h = c.meta.get("history") or []
+            for split, dash in SPLIT_DASH.items():
+                fig.add_trace(go.Scatter(
+                    x=[e["epoch"] for e in h], y=[e.get(f"{split}_loss") for e in h], mode="lines",
+                    name=f"{c.name} {split}", line={"color": COLOURS.get(c.config.arch), "dash": dash},
+                ), row=1, col=col)
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="loss (nats per image)", row=1, col=1)
+    return _layout(fig, "Train / validation / test loss per epoch", 420)
+
+
+def fig_latents(ckpts: list[Checkpoint]) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    shown = [c for c in sorted(ckpts, key=lambda c: (c.config.latent_dim, c.config.arch)) if c.latents is not None]
+    cols = min(len(shown), 4)
+    titles = [f"{c.name}" + (" (first 2 principal axes)" if c.config.latent_dim > 2 else "") for c in shown]
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=titles[:cols])
+    rng = np.random.default_rng(0)
+    for col, c in enumerate(shown[:cols], start=1):
+        keep = rng.permutation(len(c.latent_labels))[:4000]  # a fixed subsample keeps the PNG readable
+        z = inference.principal_plane(c.latents[keep]).numpy()
+        labels = c.latent_labels[keep].numpy()
+        for d in range(10):
+            m = labels == d
+            fig.add_trace(go.Scattergl(
+                x=z[m, 0], y=z[m, 1], mode="markers", name=str(d), legendgroup=str(d), showlegend=col == 1,
+                marker={"size": 3, "opacity": 0.6, "color": DIGIT_COLOURS[d]},
+            ), row=1, col=col)
+    return _layout(fig, "Test-set latent means, coloured by label", 360, legend={"itemsizing": "constant"})
+
+
+def fig_reconstructions(ckpts: list[Checkpoint]) -> Any:
+    import plotly.express as px
+
+    data = load_mnist(checksums=False)
+    idx = [int(torch.nonzero(data.test_labels == d)[0]) for d in range(10)]
+    x = data.test_images[idx].float().div(255).unsqueeze(1)  # (10, 1, 28, 28)
+    y = data.test_labels[idx]
+    rows = [("test originals", x[:, 0])]
+    rows += [(c.name, inference.reconstruct(c.model, x, y))
+             for c in sorted(ckpts, key=lambda c: (c.config.latent_dim, c.config.arch))]
+    gap = 2
+    strip = [np.concatenate([np.pad(img.numpy(), ((0, 0), (0, gap)), constant_values=0.25) for img in r], 1)
+             for _, r in rows]
+    picture = np.concatenate([np.pad(s, ((0, gap), (0, 0)), constant_values=0.25) for s in strip], 0)
+    fig = px.imshow(picture, color_continuous_scale="gray", zmin=0, zmax=1)
+    step = 28 + gap
+    fig.update_yaxes(tickvals=[i * step + 14 for i in range(len(rows))], ticktext=[n for n, _ in rows])
+    fig.update_xaxes(showticklabels=False)
+    fig.update_coloraxes(showscale=False)
+    return _layout(fig, "The same 10 test digits and their reconstructions (posterior mean, true label)",
+                   80 + 58 * len(rows), width=760)
+
+
+def fig_noise(ckpts: list[Checkpoint]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for c in sorted(ckpts, key=lambda c: (c.config.latent_dim, c.config.arch)):
+        noise = (c.meta.get("evaluation") or {}).get("noise") or []
+        if noise:
+            fig.add_trace(go.Scatter(
+                x=[n["sigma"] for n in noise], y=[n["accuracy"] for n in noise], mode="lines+markers", name=c.name,
+                line={"color": COLOURS.get(c.config.arch), "dash": "solid" if c.config.latent_dim == 2 else "dash"},
+            ))
+    fig.update_xaxes(title="noise σ")
+    fig.update_yaxes(title="recognition accuracy", tickformat=".0%", range=[0, 1])
+    return _layout(fig, "Recognition accuracy under Gaussian noise", 380, width=760)
+
+
+def _layout(fig: Any, title: str, height: int, *, width: int = WIDTH, **kwargs: Any) -> Any:
+    fig.update_layout(title=title, width=width, height=height, template="plotly_white",
+                      margin={"l": 60, "r": 20, "t": 60, "b": 50}, **kwargs)
+    return fig
+
+
+def render_png(figures: dict[str, Any], folder: Path) -> None:
+    """Each plotly figure -> a self-contained HTML page -> a Chromium screenshot of the plot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cvae-figures-") as tmp, browser() as b:
+        page = b.new_context(viewport={"width": WIDTH + 40, "height": 900}, device_scale_factor=1).new_page()
+        for name, fig in figures.items():
+            html = Path(tmp) / f"{name}.html"
+            fig.write_html(html, include_plotlyjs=True, full_html=True, config={"staticPlot": True})
+            page.goto(html.as_uri())
+            page.wait_for_selector(".main-svg")
+            page.wait_for_timeout(300)  # let WebGL scatter traces draw
+            page.locator(".plotly-graph-div").first.screenshot(path=str(folder / name))
+            print(f"wrote {(folder / name).relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update")
+    p.add_argument("--no-figures", action="store_true", help="only the text (figures are kept as they are)")
+    args = p.parse_args(argv)
+
+    ckpts = load_all()
+    if not ckpts:
+        print(f"error: no checkpoints in {checkpoint_dir()}", file=sys.stderr)
+        return 2
+    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else None
+    makers = {"loss_curves.png": ("Loss curves", fig_losses), "latent_scatter.png": ("Latent scatter", fig_latents),
+              "reconstructions.png": ("Originals and reconstructions", fig_reconstructions),
+              "noise_robustness.png": ("Recognition under noise", fig_noise)}
+    if not args.no_figures:
+        figures = {}
+        for name, (_, make) in makers.items():
+            try:
+                figures[name] = make(ckpts)
+            except DataError as e:  # the reconstructions need MNIST; keep the old figure without it
+                print(f"warning: {name} not redrawn: {e}", file=sys.stderr)
+        render_png(figures, FIGURES)
+    shown = [(title, name) for name, (title, _) in makers.items() if (FIGURES / name).exists()]
+    text = section(ckpts, results, shown)
+    readme = Path(args.readme)
+    if not replace_section(readme, text):
+        print(text)
+        print(f"error: {readme} has no '{START}' ... '{END}' markers; put them where the Results section goes, "
+              "then rerun (the section is printed above)", file=sys.stderr)
+        return 1
+    print(f"updated the Results section of {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

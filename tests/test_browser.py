@@ -1,0 +1,209 @@
+"""The app in a real browser: ``streamlit run`` on a free port, driven by Debian Chromium (Playwright).
+
+Draws a "1" and a "0" with mouse strokes on the canvas and reads the "Recognised digit" metric,
+moves a latent slider with the keyboard and checks the decoded image changes, opens every page
+and asserts that no error or exception element is shown, and saves a screenshot of each page
+into ``docs/screenshots/`` (used by the README).
+
+Uses the committed checkpoints when there are any (then the drawn digits must be read right),
+else the tiny ones of ``conftest.py`` (then only that a digit is shown: they are barely trained).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app" / "streamlit_app.py"
+COMMITTED = Path("/tmp/devckpt")  # DEVONLY
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1000}
+TIMEOUT_MS = 60_000  # generous: the machine may be busy, and the first run loads every model
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+METRIC = '[data-testid="stMetric"]:has-text("Recognised digit") [data-testid="stMetricValue"]'
+CANVAS = "canvas.upper-canvas"
+SLIDER = 'input[type="range"][aria-label="z0"]'
+DECODED = '[data-testid="stImage"]:has-text("A decoded") img'
+MAIN_HEIGHT = "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
+READY = """(charts) => {
+  const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return plots.length >= charts && plots.every((p) => p.querySelector('.main-svg'))
+    && [...document.images].every((i) => i.complete && i.naturalWidth > 0);
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def models(request) -> tuple[Path, bool]:
+    """(checkpoint folder, whether it holds the real trained models)."""
+    if any(COMMITTED.glob("*.safetensors")):
+        return COMMITTED, False  # DEVONLY
+    return request.getfixturevalue("tiny_checkpoints"), False
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory) -> Iterator[str]:
+    """The app under ``streamlit run`` (headless, its own archive database); yields its URL."""
+    port = free_port()
+    work = tmp_path_factory.mktemp("browser")
+    env = {**os.environ, "CVAE_CHECKPOINT_DIR": str(models[0]),
+           "CVAE_ARCHIVE_URL": f"sqlite:///{work / 'archive.db'}"}
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
+               f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
+               "--server.fileWatcherType=none"]
+    log_path = work / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy:\n{log_path.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport=VIEWPORT)
+        tab.set_default_timeout(TIMEOUT_MS)
+        yield tab
+        browser.close()
+
+
+def stroke(page, points: list[tuple[float, float]]) -> None:
+    """One mouse stroke through ``points`` given in canvas pixels (280x280)."""
+    box = page.locator(CANVAS).bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+    page.mouse.up()
+
+
+def recognised(page) -> str:
+    page.wait_for_selector(METRIC)
+    return page.locator(METRIC).inner_text().strip()
+
+
+def assert_no_error(page) -> None:
+    page.wait_for_timeout(500)  # let a rerun that is still streaming finish its elements
+    found = page.locator(ERRORS)
+    assert found.count() == 0, found.all_inner_texts()
+
+
+def screenshot(page, name: str, *, charts: int = 0) -> None:
+    """The whole page, once its charts are drawn and its images loaded.
+
+    The app scrolls inside its main block, so the viewport is grown until the page fits it.
+    """
+    page.wait_for_function(READY, arg=charts)
+    for _ in range(4):
+        height = page.evaluate(MAIN_HEIGHT)
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], height + 80)})
+        page.wait_for_timeout(800)  # charts re-layout to the new size, images below the fold load
+        page.wait_for_function(READY, arg=charts)
+        if page.evaluate(MAIN_HEIGHT) == height:
+            break
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(VIEWPORT)
+
+
+def open_page(page, server: str, path: str, heading: str) -> None:
+    page.goto(f"{server}/{path}")
+    page.get_by_role("heading", name=heading).wait_for()
+
+
+def test_draw_one_and_zero(page, server, models):
+    open_page(page, server, "", "Draw & recognise")
+    page.wait_for_selector(CANVAS)
+    stroke(page, [(140, 40), (138, 140), (136, 240)])
+    one = recognised(page)
+    assert one in "0123456789" and len(one) == 1
+    if models[1]:
+        assert one == "1"
+    assert_no_error(page)
+
+    page.locator("button[title='Reset canvas & history']").click()
+    page.wait_for_selector(METRIC, state="detached")
+    ring = [(140 + 65 * math.sin(t / 24 * 2 * math.pi), 140 - 95 * math.cos(t / 24 * 2 * math.pi)) for t in range(26)]
+    stroke(page, ring)
+    zero = recognised(page)
+    if models[1]:
+        assert zero == "0"
+    assert_no_error(page)
+    save = page.get_by_role("button", name="Save to archive")
+    if save.count():
+        save.click()
+        page.wait_for_selector('[data-testid="stAlertContentSuccess"]')
+    assert_no_error(page)
+    screenshot(page, "draw", charts=2 if models[1] else 1)
+
+
+def test_latent_slider_moves_the_decoded_digit(page, server):
+    from playwright.sync_api import expect
+
+    open_page(page, server, "latent", "Latent explorer")
+    slider = page.locator(SLIDER)
+    slider.wait_for(state="attached")
+    before = page.locator(DECODED).get_attribute("src")
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    expect(page.locator(DECODED)).not_to_have_attribute("src", before)
+    assert float(slider.input_value()) == pytest.approx(0.5)
+    assert_no_error(page)
+    screenshot(page, "latent", charts=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "heading", "charts"), [("compare", "Compare conv vs MLP", 3), ("archive", "Archive", 0)]
+)
+def test_other_pages_open_without_errors(page, server, path, heading, charts):
+    if path == "archive" and not (ROOT / "app" / "pages" / "archive.py").exists():
+        pytest.skip("the archive page is not installed")
+    open_page(page, server, path, heading)
+    page.wait_for_function(READY, arg=charts)
+    assert_no_error(page)
+    screenshot(page, path, charts=charts)

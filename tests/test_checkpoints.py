@@ -1,0 +1,379 @@
+"""Checkpoints: save -> load equality, every kind of damage reported as a clear
+``CheckpointError``, the SHA-256 manifest, ``discover`` never raising, and Ctrl-C during a save."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors_bytes
+
+from cvae_core import checkpoints
+from cvae_core.checkpoints import (
+    MANIFEST_NAME,
+    CheckpointError,
+    discover,
+    load_checkpoint,
+    read_manifest,
+    save_checkpoint,
+    update_metadata,
+    write_manifest,
+)
+from cvae_core.config import ModelConfig
+from cvae_core.models import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {
+    "mlp-2": ModelConfig(arch="mlp", latent_dim=2, hidden=(32,)),
+    "conv-2": ModelConfig(arch="conv", latent_dim=2),
+    "mlp-3": ModelConfig(arch="mlp", latent_dim=3, hidden=(32,)),
+}
+
+
+def make(folder: Path, name: str, *, seed: int = 0, latents: bool = True) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(CONFIGS[name])
+    n = 50
+    z = torch.randn(n, model.config.latent_dim) if latents else None
+    y = torch.randint(0, 10, (n,)) if latents else None
+    return save_checkpoint(folder / name, model, {"command": "tests/test_checkpoints.py"}, latents=z, latent_labels=y)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    for name in CONFIGS:
+        make(tmp_path, name)
+    return tmp_path
+
+
+def edit_json(path: Path, change: Callable[[dict], None]) -> None:
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def resync_sha(folder: Path, name: str) -> None:
+    """Make the JSON's record of the weights agree with whatever the weights file now holds."""
+    digest = checkpoints.sha256_bytes((folder / f"{name}.safetensors").read_bytes())
+    edit_json(folder / f"{name}.json", lambda m: m.update(weights_sha256=digest))
+
+
+# ---------------------------------------------------------------------------------- round trip
+
+
+@pytest.mark.parametrize("name", ["mlp-2", "conv-2"])
+def test_save_then_load_gives_identical_outputs(tmp_path, name):
+    path = make(tmp_path, name)
+    torch.manual_seed(0)
+    model = build_model(CONFIGS[name]).eval()
+    x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    ckpt = load_checkpoint(path)
+    assert not ckpt.model.training and ckpt.config == CONFIGS[name]
+    with torch.no_grad():
+        for a, b in zip(model.encode(x, y), ckpt.model.encode(x, y), strict=True):
+            assert torch.equal(a, b)
+        z = torch.randn(4, CONFIGS[name].latent_dim)
+        assert torch.equal(model.decode_logits(z, y), ckpt.model.decode_logits(z, y))
+    assert ckpt.latents.shape == (50, CONFIGS[name].latent_dim) and ckpt.latent_labels.shape == (50,)
+    assert ckpt.meta["command"] == "tests/test_checkpoints.py" and ckpt.name == name
+    for given in (tmp_path / name, tmp_path / f"{name}.json", str(path)):
+        assert load_checkpoint(given).config == CONFIGS[name]
+
+
+def test_loading_never_uses_torch_load(folder, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.load must not be used to read checkpoints")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    assert load_checkpoint(folder / "mlp-2").config.arch == "mlp"
+
+
+class _Payload:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+# ------------------------------------------------------------------------------ damage, each case
+
+
+def flip(path: Path, where: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def swap_weights(folder: Path, src: str, dst: str) -> None:
+    shutil.copy(folder / f"{src}.safetensors", folder / f"{dst}.safetensors")
+
+
+def forge_tensors(folder: Path, name: str, tensors: dict) -> None:
+    (folder / f"{name}.safetensors").write_bytes(save_safetensors_bytes(tensors))
+    resync_sha(folder, name)
+
+
+def nan_weights(folder: Path) -> None:
+    state = {f"model.{k}": v.clone() for k, v in build_model(CONFIGS["mlp-2"]).state_dict().items()}
+    next(iter(state.values())).view(-1)[0] = float("nan")
+    forge_tensors(folder, "mlp-2", state)
+
+
+def pickle_as_weights(folder: Path) -> None:
+    (folder / "mlp-2.safetensors").write_bytes(pickle.dumps(_Payload(folder / "code-ran")))
+    resync_sha(folder, "mlp-2")
+
+
+def torch_save_as_weights(folder: Path) -> None:
+    torch.save(build_model(CONFIGS["mlp-2"]).state_dict(), folder / "mlp-2.safetensors")
+    resync_sha(folder, "mlp-2")
+
+
+def bad_latents(folder: Path) -> None:
+    state = {f"model.{k}": v for k, v in build_model(CONFIGS["mlp-2"]).state_dict().items()}
+    forge_tensors(folder, "mlp-2", {**state, "latents.mean": torch.zeros(5, 7), "latents.labels": torch.zeros(5, dtype=torch.int64)})
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
+    "flipped byte in weights": (lambda f: flip(f / "mlp-2.safetensors"), "do not match their metadata"),
+    "flipped byte in the safetensors header": (lambda f: flip(f / "mlp-2.safetensors", 0.001), "do not match their metadata"),
+    "truncated weights": (lambda f: (f / "mlp-2.safetensors").write_bytes((f / "mlp-2.safetensors").read_bytes()[:1000]), "truncated"),
+    "empty weights": (lambda f: (f / "mlp-2.safetensors").write_bytes(b""), "empty"),
+    "empty json": (lambda f: (f / "mlp-2.json").write_bytes(b""), "empty"),
+    "garbage json": (lambda f: (f / "mlp-2.json").write_bytes(b"{not json\x00\xff"), "not readable JSON"),
+    "json is a list": (lambda f: (f / "mlp-2.json").write_text("[1, 2, 3]"), "no model config"),
+    "unknown architecture": (lambda f: edit_json(f / "mlp-2.json", lambda m: m["config"].update(arch="transformer")), "invalid model config"),
+    "unknown config key": (lambda f: edit_json(f / "mlp-2.json", lambda m: m["config"].update(depth=3)), "invalid model config"),
+    "negative latent size": (lambda f: edit_json(f / "mlp-2.json", lambda m: m["config"].update(latent_dim=-1)), "invalid model config"),
+    "conv weights, mlp config": (lambda f: (swap_weights(f, "conv-2", "mlp-2"), resync_sha(f, "mlp-2")), "do not fit a mlp model"),
+    "conv weights, mlp config, sha not updated": (lambda f: swap_weights(f, "conv-2", "mlp-2"), "do not match their metadata"),
+    "latent size 3 weights, size 2 config": (lambda f: (swap_weights(f, "mlp-3", "mlp-2"), resync_sha(f, "mlp-2")), "do not fit"),
+    "weights missing": (lambda f: (f / "mlp-2.safetensors").unlink(), "weights file is missing"),
+    "json missing": (lambda f: (f / "mlp-2.json").unlink(), "metadata file is missing"),
+    "weights path is a folder": (lambda f: ((f / "mlp-2.safetensors").unlink(), (f / "mlp-2.safetensors").mkdir()), "is a folder"),
+    "NaN in the weights": (nan_weights, "NaN"),
+    "a pickle posing as weights": (pickle_as_weights, "not a valid safetensors file"),
+    "a torch.save file posing as weights": (torch_save_as_weights, "not a valid safetensors file"),
+    "no model tensors": (lambda f: forge_tensors(f, "mlp-2", {"other": torch.zeros(3)}), "holds no model weights"),
+    "latents of the wrong shape": (bad_latents, "latents are damaged"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_damage_is_a_clear_checkpoint_error(folder, case):
+    damage, expected = CORRUPTIONS[case]
+    damage(folder)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(folder / "mlp-2")
+    message = str(info.value)
+    assert expected in message and message.startswith("mlp-2") and "Traceback" not in message
+    assert not (folder / "code-ran").exists()
+    # the other models in the folder are unaffected
+    assert load_checkpoint(folder / "conv-2").config.arch == "conv"
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere" / "mlp-2")
+
+
+def test_oversized_metadata_is_refused(folder, monkeypatch):
+    monkeypatch.setattr(checkpoints, "MAX_META_BYTES", 100)
+    with pytest.raises(CheckpointError, match="too large"):
+        load_checkpoint(folder / "mlp-2")
+
+
+# ------------------------------------------------------------------------------------ manifest
+
+
+def test_manifest_is_sha256sum_format_and_checked(folder):
+    path = write_manifest(folder)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 * len(CONFIGS)
+    entries = read_manifest(folder)
+    assert set(entries) == {f"{n}{s}" for n in CONFIGS for s in (".safetensors", ".json")}
+    assert all(len(d) == 64 for d in entries.values())
+    if shutil.which("sha256sum"):
+        assert subprocess.run(["sha256sum", "--check", "--quiet", MANIFEST_NAME], cwd=folder).returncode == 0
+    for name in CONFIGS:
+        load_checkpoint(folder / name)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda f: flip(f / "mlp-2.safetensors"), lambda f: (f / "mlp-2.safetensors").write_bytes(b""),
+     lambda f: (f / "mlp-2.json").write_text("{}"), lambda f: (swap_weights(f, "conv-2", "mlp-2"), resync_sha(f, "mlp-2"))],
+    ids=["flipped byte", "emptied", "json replaced", "weights and sha replaced together"],
+)
+def test_manifest_catches_a_changed_file(folder, damage):
+    write_manifest(folder)
+    damage(folder)
+    with pytest.raises(CheckpointError, match=f"does not match {MANIFEST_NAME}|only the manifest"):
+        load_checkpoint(folder / "mlp-2")
+
+
+def test_stale_manifest_says_how_to_regenerate(folder):
+    write_manifest(folder)
+    edit_json(folder / "mlp-2.json", lambda m: m.update(note="edited by hand"))  # files still agree
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(folder / "mlp-2")
+    assert "python -m cvae_core.checkpoints manifest" in str(info.value) and "out of date" in str(info.value)
+    assert checkpoints.main(["manifest", str(folder)]) == 0
+    assert load_checkpoint(folder / "mlp-2").meta["note"] == "edited by hand"
+
+
+def test_garbage_manifest_is_reported(folder):
+    (folder / MANIFEST_NAME).write_text("this is not a manifest\n")
+    with pytest.raises(CheckpointError, match=r"line 1.*regenerate"):
+        load_checkpoint(folder / "mlp-2")
+
+
+def test_update_metadata_keeps_a_valid_manifest_in_step(folder):
+    write_manifest(folder)
+    update_metadata(folder / "mlp-2", {"evaluation": {"accuracy": 0.5}})  # what evaluate does
+    assert load_checkpoint(folder / "mlp-2").meta["evaluation"] == {"accuracy": 0.5}
+    # ...but never blesses a file that had already changed behind the manifest's back
+    edit_json(folder / "conv-2.json", lambda m: m.update(note="tampered"))
+    update_metadata(folder / "conv-2", {"evaluation": {"accuracy": 0.9}})
+    with pytest.raises(CheckpointError, match="manifest"):
+        load_checkpoint(folder / "conv-2")
+
+
+def test_save_updates_listed_files_and_leaves_others_unlisted(folder):
+    write_manifest(folder)
+    make(folder, "mlp-2", seed=5)  # retrained in place: its manifest entries follow
+    assert load_checkpoint(folder / "mlp-2").config.arch == "mlp"
+    torch.manual_seed(1)
+    save_checkpoint(folder / "new", build_model(CONFIGS["conv-2"]), {})
+    assert "new.json" not in read_manifest(folder)  # a new model is not blessed by saving it
+    assert load_checkpoint(folder / "new").config.arch == "conv"  # unlisted: its own checksum guards it
+
+
+def test_manifest_and_verify_commands(folder, capsys):
+    assert checkpoints.main(["manifest", str(folder)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert checkpoints.main(["verify", str(folder)]) == 0
+    flip(folder / "mlp-3.safetensors")
+    assert checkpoints.main(["verify", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "mlp-3: UNAVAILABLE" in out and "conv-2: ok" in out
+    assert checkpoints.main(["manifest", str(folder / "missing")]) == 1
+
+
+# ------------------------------------------------------------------------------------ discover
+
+
+def test_discover_never_raises(folder, monkeypatch):
+    write_manifest(folder)
+    flip(folder / "mlp-3.safetensors")
+    (folder / "orphan.json").write_text("{oops")
+    (folder / "lonely.safetensors").write_bytes(b"\x00" * 10)
+    (folder / "notes.txt").write_text("ignored")
+    entries = {e.name: e for e in discover(folder)}
+    assert set(entries) == {"mlp-2", "conv-2", "mlp-3", "orphan", "lonely"}
+    assert entries["mlp-2"].ok and entries["conv-2"].ok and entries["mlp-2"].checkpoint.config.arch == "mlp"
+    for name in ("mlp-3", "orphan", "lonely"):
+        assert not entries[name].ok and entries[name].error and entries[name].checkpoint is None
+    assert "MANIFEST" in entries["mlp-3"].error
+    assert discover(folder / "missing") == []
+
+    def explode(path, **kwargs):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(checkpoints, "load_checkpoint", explode)
+    assert all("MemoryError" in e.error for e in discover(folder))
+
+
+# ------------------------------------------------------------------------------ interrupted saves
+
+
+def test_sigint_is_deferred_until_the_files_are_written():
+    reached = False
+    with pytest.raises(KeyboardInterrupt), checkpoints._interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here; it must not interrupt
+        reached = True
+    assert reached
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_is_deferred_too():
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        with checkpoints._interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert received == []
+        time.sleep(0.01)
+        assert received == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_failed_write_leaves_the_old_checkpoint_intact(folder, monkeypatch):
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    calls = []
+
+    def failing(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    real = checkpoints._write_tmp
+    monkeypatch.setattr(checkpoints, "_write_tmp", failing)
+    with pytest.raises(OSError):
+        make(folder, "mlp-2", seed=9)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temp files either
+    load_checkpoint(folder / "mlp-2")
+
+
+CHILD = """
+import itertools, sys, torch
+from cvae_core.checkpoints import save_checkpoint
+from cvae_core.config import ModelConfig
+from cvae_core.models import build_model
+torch.manual_seed(0)
+model = build_model(ModelConfig(arch="mlp", latent_dim=2, hidden=(512, 512)))
+save_checkpoint(sys.argv[1], model, {"round": 0})
+print("ready", flush=True)
+for i in itertools.count(1):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    save_checkpoint(sys.argv[1], model, {"round": i})
+"""
+
+
+def test_sigint_during_saves_leaves_a_whole_checkpoint(tmp_path):
+    path = tmp_path / "mlp-2"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.4)  # a few saves in: most of the child's time is spent saving
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=60) != 0  # stopped by KeyboardInterrupt
+    finally:
+        child.kill()
+        child.wait()
+    ckpt = load_checkpoint(path)  # weights and metadata agree (the SHA-256 is checked)
+    torch.manual_seed(0)
+    first = next(iter(build_model(ckpt.config).state_dict().values()))
+    assert torch.allclose(next(iter(ckpt.model.state_dict().values())), first + ckpt.meta["round"], atol=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp-2.json", "mlp-2.safetensors"]  # no temp files
