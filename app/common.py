@@ -29,8 +29,9 @@ from cvae_core.checkpoints import (
     load_checkpoint,
     paths_for,
 )
-from cvae_core.data import DataError, find_file, read_idx, resolve_data_dir
+from cvae_core.data import DEFAULT_CACHE, DataError, find_file, read_idx, resolve_data_dir
 from cvae_core.evaluate import OOD_QUANTILE, add_noise
+from cvae_core.models import CVAE
 from cvae_core.preprocess import InputError, decode_image, prepare_bytes
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ LOSS_CONVENTION = (
 )
 TRAIN_HELP = """No trained model was found in `{folder}`.
 
-Train the two 2-D models (a few minutes each on a laptop CPU), then reload this page:
+Train the two 2-D models and evaluate them, then reload this page:
 
 ```
 python -m cvae_core.train --model conv --latent-dim 2
@@ -75,7 +76,7 @@ class ModelEntry:
         return self.ckpt.config.latent_dim
 
     @property
-    def model(self) -> torch.nn.Module:
+    def model(self) -> CVAE:
         return self.ckpt.model
 
     @property
@@ -297,10 +298,11 @@ def ood_threshold(entry: ModelEntry) -> float | None:
     return None if value is None else float(value)
 
 
-OOD_EXPLANATION = (
-    f"The threshold is the {100 * OOD_QUANTILE:g} % quantile of the best log-likelihood of the "
-    f"10,000 MNIST test digits under this model, so {100 - 100 * OOD_QUANTILE:g} % of real digits score above it."
-)
+def ood_explanation(entry: ModelEntry) -> str:
+    """How the threshold was set, in one sentence for the user."""
+    n = entry.evaluation.get("n", 10_000)
+    return (f"The threshold is the {100 * OOD_QUANTILE:g} % quantile of the best log-likelihood of the "
+            f"{n:,} MNIST test digits under this model, so {100 - 100 * OOD_QUANTILE:g} % of real digits score above it.")
 
 
 # ---- latent space ------------------------------------------------------------------------------
@@ -353,11 +355,14 @@ def interpolation(
 
 
 def mnist_folder() -> tuple[Path | None, str | None]:
-    """The MNIST folder from ``$CVAE_DATA_DIR``, or None and why not."""
+    """The MNIST folder: ``$CVAE_DATA_DIR``, else the download cache of ``cvae_core.data``; or None and why."""
     try:
         folder = resolve_data_dir()
     except DataError as e:
         return None, str(e)
+    downloaded = DEFAULT_CACHE / "MNIST" / "raw"
+    if folder is None and downloaded.is_dir():
+        folder = downloaded
     if folder is None:
         return None, "Set the environment variable CVAE_DATA_DIR to the folder holding the MNIST files."
     return folder, None

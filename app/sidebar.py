@@ -33,8 +33,8 @@ def model_card(entry: common.ModelEntry) -> None:
         f"{s['epochs'] or '?'} epochs · {s['params']:,} parameters" if s["params"] else f"{s['epochs'] or '?'} epochs",
     ]
     if s["test_loss"] is not None:
-        lines.append(f"test loss **{s['test_loss']:.2f}** nats "
-                     f"(recon {s['recon']:.2f} + KL {s['kl']:.2f})")
+        parts = f" (recon {s['recon']:.2f} + KL {s['kl']:.2f})" if s["recon"] is not None and s["kl"] is not None else ""
+        lines.append(f"test loss **{s['test_loss']:.2f}** nats{parts}")
     if s["accuracy"] is not None:
         lines.append(f"recognition accuracy **{100 * s['accuracy']:.2f} %**")
     else:

@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", nargs="+", choices=SECTIONS, default=(), help="leave these sections out")
     p.add_argument("--trials", type=int, default=None, help="browser interaction trials per app (default 20)")
     p.add_argument("--cold-trials", type=int, default=None, help="cold starts per app (default 6)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core, as the app)")
     p.add_argument("--server-python", default=None,
                    help="Python interpreter for the Streamlit servers (default: this one)")
     args = p.parse_args(argv)
 
     chosen = [s for s in (args.only or SECTIONS) if s not in args.skip]
-    threads = use_all_cores()
+    threads = use_all_cores(args.threads)
     models = shipped_models()
     try:
         data = load_mnist(checksums=False) if {"throughput", "limit", "scaling"} & set(chosen) else None
@@ -65,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "scaling":
             out = scaling.run(models, quick=args.quick, data=data)
         else:
-            out = browser.run(quick=args.quick, trials=args.trials, cold_trials=args.cold_trials,
-                              python=args.server_python)
+            try:
+                out = browser.run(quick=args.quick, trials=args.trials, cold_trials=args.cold_trials,
+                                  python=args.server_python)
+            except Exception as e:  # Chromium or a server failing must not lose the other sections
+                print(f"  browser benchmark failed: {type(e).__name__}: {e}", file=sys.stderr)
+                out = {"skipped": f"failed: {type(e).__name__}: {str(e).splitlines()[0]}"}
         out["load_average"] = [before, load_average()[0]]
         out["seconds"] = round(time.perf_counter() - t0, 1)
         out["quick"] = args.quick

@@ -49,7 +49,8 @@ METRIC_LABEL = "Recognised digit"
 SLIDER = 'input[type="range"][aria-label="z0"]'  # the first latent slider (its thumb's input)
 LATENT_PATH = "latent"  # the app's pages by URL path; the Draw page is the default one
 OTHER_PATHS = ("compare", "archive")
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = 30_000  # one trial
+SETUP_TIMEOUT_MS = 180_000  # a page's first load (a busy machine can take long to serve the first run)
 
 # Arm a trial. window.__bench collects the input event's timeStamp and the result's arrival.
 ARM_DRAW = """(label) => {
@@ -211,12 +212,12 @@ def browser() -> Iterator[Any]:
 def open_page(b: Any, url: str) -> Any:
     page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
+    page.goto(url, timeout=SETUP_TIMEOUT_MS, wait_until="domcontentloaded")
     return page
 
 
-def wait_idle(page: Any, *, settle: float = 0.3) -> None:
-    page.wait_for_function(IDLE, timeout=TIMEOUT_MS)
+def wait_idle(page: Any, *, settle: float = 0.3, timeout: float = TIMEOUT_MS) -> None:
+    page.wait_for_function(IDLE, timeout=timeout)
     time.sleep(settle)
 
 
@@ -230,9 +231,9 @@ def stroke_points(box: dict[str, float], digit: str, rng: random.Random) -> list
     return pts
 
 
-def canvas_box(page: Any) -> dict[str, float]:
+def canvas_box(page: Any, *, timeout: float = TIMEOUT_MS) -> dict[str, float]:
     upper = page.locator("canvas.upper-canvas").first
-    upper.wait_for(state="visible")
+    upper.wait_for(state="visible", timeout=timeout)
     return upper.bounding_box()
 
 
@@ -280,8 +281,8 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
     }
     memory_steps = {"started": resident_mb(servers["app"].proc.pid)}
     for p in pages.values():
-        canvas_box(p["draw"])
-        p["slider"].locator(SLIDER).first.wait_for(state="attached")
+        canvas_box(p["draw"], timeout=SETUP_TIMEOUT_MS)
+        p["slider"].locator(SLIDER).first.wait_for(state="attached", timeout=SETUP_TIMEOUT_MS)
     memory_steps["draw and latent pages open"] = resident_mb(servers["app"].proc.pid)
     rng = random.Random(seed)
     digits = list(STROKES)
@@ -310,9 +311,9 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
     memory_steps["after the trials"] = resident_mb(servers["app"].proc.pid)
     page = pages["app"]["draw"]
     for path in OTHER_PATHS:  # open every page so that everything the app loads is loaded
-        page.goto(f"{servers['app'].url}/{path}")
-        page.wait_for_load_state("networkidle")
-        wait_idle(page, settle=1.0)
+        page.goto(f"{servers['app'].url}/{path}", timeout=SETUP_TIMEOUT_MS)
+        page.wait_for_load_state("networkidle", timeout=SETUP_TIMEOUT_MS)
+        wait_idle(page, settle=1.0, timeout=SETUP_TIMEOUT_MS)
         memory_steps[f"{path} page open"] = resident_mb(servers["app"].proc.pid)
     out["memory"] = {who: resident_mb(servers[who].proc.pid) for who in servers}
     out["memory_steps"] = memory_steps
@@ -331,7 +332,7 @@ def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int, python:
             try:
                 healthy = wait_healthy(server)
                 page = open_page(b, server.url)
-                page.locator("canvas.upper-canvas").first.wait_for(state="visible", timeout=60_000)
+                canvas_box(page, timeout=SETUP_TIMEOUT_MS)
                 visible = time.perf_counter() - server.started
                 page.context.close()
                 samples[who]["healthy"].append(healthy)

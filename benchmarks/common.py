@@ -43,9 +43,9 @@ TARGETS: dict[str, tuple[str, float, str]] = {
 }
 
 
-def use_all_cores() -> int:
-    """torch on every core, as the app and the training command run; returns the thread count."""
-    threads = os.cpu_count() or 1
+def use_all_cores(threads: int | None = None) -> int:
+    """torch on every core (as the app and the training command run) or on ``threads``; returns the count."""
+    threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     return threads
 

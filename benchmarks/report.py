@@ -201,7 +201,7 @@ def fig_latents(ckpts: list[Checkpoint]) -> Any:
                 x=z[m, 0], y=z[m, 1], mode="markers", name=str(d), legendgroup=str(d), showlegend=col == 1,
                 marker={"size": 3, "opacity": 0.6, "color": DIGIT_COLOURS[d]},
             ), row=1, col=col)
-    return _layout(fig, "Test-set latent means, coloured by label", 360, legend={"itemsizing": "constant"})
+    return _layout(fig, "Test-set latent means, coloured by label", 440, legend={"itemsizing": "constant"})
 
 
 def fig_reconstructions(ckpts: list[Checkpoint]) -> Any:
@@ -254,9 +254,11 @@ def render_png(figures: dict[str, Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cvae-figures-") as tmp, browser() as b:
         page = b.new_context(viewport={"width": WIDTH + 40, "height": 900}, device_scale_factor=1).new_page()
+        page.set_default_timeout(180_000)  # plotly.js is 4 MB of script: slow to parse on a busy machine
         for name, fig in figures.items():
             html = Path(tmp) / f"{name}.html"
-            fig.write_html(html, include_plotlyjs=True, full_html=True, config={"staticPlot": True})
+            # "directory": one plotly.min.js beside the pages, offline, parsed once and then cached
+            fig.write_html(html, include_plotlyjs="directory", full_html=True, config={"staticPlot": True})
             page.goto(html.as_uri())
             page.wait_for_selector(".main-svg")
             page.wait_for_timeout(300)  # let WebGL scatter traces draw

@@ -79,7 +79,24 @@ def latency_table(section: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, r in section["models"].items():
         lines.append(f"| {model} | {section['k'][model]} | " + " | ".join(_pp(r.get(c)) for c in cols) + " |")
-    return "ms, p50 / p95:\n\n" + "\n".join(lines)
+    notes = []
+    for model, r in section["models"].items():
+        w = r.get("what_if")
+        if w:
+            ks = ", ".join(f"K={k}: {v['p50']:.3g}" for k, v in w["classify_by_k"].items())
+            note = (f"- {model}: classify p50 by K (ms): {ks}; with one torch thread: decode "
+                    f"{_pp(w['one_thread']['decode'])}, draw pipeline {_pp(w['one_thread']['draw_pipeline'])}")
+            if "channels_last" in w:
+                note += (f"; channels-last: classify {_pp(w['channels_last']['classify'])}, 20x20 grid "
+                         f"{_pp(w['channels_last']['grid_20x20'])}")
+            notes.append(note + ".")
+        for case, ops in (r.get("profiles") or {}).items():
+            top = ", ".join(f"{o['op']} {o['share_percent']:g} %" for o in ops[:4])
+            notes.append(f"- {model} {case.replace('_', ' ')}, where the time goes (torch.profiler, self CPU): {top}.")
+    text = "ms, p50 / p95:\n\n" + "\n".join(lines)
+    if notes:
+        text += "\n\nOver a target: candidate fixes (ms, p50 / p95) and profiles:\n\n" + "\n".join(notes)
+    return text
 
 
 def browser_table(b: dict[str, Any]) -> str:

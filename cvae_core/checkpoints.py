@@ -174,6 +174,24 @@ def _commit(pairs: list[tuple[Path, bytes]]) -> None:
             tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder (POSIX ``flock``) around a manifest read-modify-write, so
+    that two trainings saving into one folder do not lose each other's manifest entries."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # no flock here: proceed unlocked
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -196,7 +214,7 @@ def paths_for(path: str | Path) -> tuple[Path, Path]:
 
 
 def _meta_bytes(meta: dict[str, Any]) -> bytes:
-    return (json.dumps(meta, indent=1, allow_nan=False) + "\n").encode()
+    return (json.dumps(meta, indent=1) + "\n").encode()
 
 
 # ---------------------------------------------------------------------------------- manifest
@@ -241,10 +259,11 @@ def write_manifest(folder: str | Path | None = None) -> Path:
     folder = Path(folder) if folder else checkpoint_dir()
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
-    entries = {p.name: sha256_bytes(p.read_bytes()) for p in _manifest_files(folder)}
     path = folder / MANIFEST_NAME
-    with _interrupts_deferred():
-        _commit([(path, _manifest_text(entries).encode())])
+    with _folder_locked(folder):
+        entries = {p.name: sha256_bytes(p.read_bytes()) for p in _manifest_files(folder)}
+        with _interrupts_deferred():
+            _commit([(path, _manifest_text(entries).encode())])
     return path
 
 
@@ -253,8 +272,14 @@ def _regenerate_hint(folder: Path) -> str:
 
 
 def _manifest_with(folder: Path, updates: dict[str, str]) -> tuple[Path, bytes] | None:
-    """The manifest rewritten with new digests for files it already lists (None: nothing to do)."""
-    entries = read_manifest(folder)
+    """The manifest rewritten with new digests for files it already lists (None: nothing to do).
+
+    An unreadable manifest is left as it is (loading reports it); a save never fails over it.
+    """
+    try:
+        entries = read_manifest(folder)
+    except CheckpointError:
+        return None
     if entries is None or not any(name in entries for name in updates):
         return None
     entries.update({name: digest for name, digest in updates.items() if name in entries})
@@ -291,12 +316,13 @@ def save_checkpoint(
     meta["weights_sha256"] = sha256_bytes(blob)
     try:
         meta_blob = _meta_bytes(meta)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path.name}: metadata cannot be written as JSON ({e})") from None
     files = [(weights_path, blob), (meta_path, meta_blob)]
-    manifest = _manifest_with(weights_path.parent, {p.name: sha256_bytes(b) for p, b in files})
-    with _interrupts_deferred():
-        _commit(files + ([manifest] if manifest else []))
+    with _folder_locked(weights_path.parent):
+        manifest = _manifest_with(weights_path.parent, {p.name: sha256_bytes(b) for p, b in files})
+        with _interrupts_deferred():
+            _commit(files + ([manifest] if manifest else []))
     return weights_path
 
 
@@ -307,20 +333,23 @@ def update_metadata(path: str | Path, updates: dict[str, Any]) -> None:
     change, the manifest is updated too; a file that had already changed stays flagged.
     """
     _, meta_path = paths_for(path)
-    before = _read_meta_bytes(meta_path)
-    meta = _parse_meta(meta_path, before)
-    meta.update(updates)
-    try:
-        blob = _meta_bytes(meta)
-    except ValueError as e:
-        raise CheckpointError(f"{meta_path.name}: metadata cannot be written as JSON ({e})") from None
-    files = [(meta_path, blob)]
-    entries = read_manifest(meta_path.parent)
-    manifest = None
-    if entries is not None and entries.get(meta_path.name) == sha256_bytes(before):
-        manifest = _manifest_with(meta_path.parent, {meta_path.name: sha256_bytes(blob)})
-    with _interrupts_deferred():
-        _commit(files + ([manifest] if manifest else []))
+    with _folder_locked(meta_path.parent):
+        before = _read_meta_bytes(meta_path)
+        meta = _parse_meta(meta_path, before)
+        meta.update(updates)
+        try:
+            blob = _meta_bytes(meta)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{meta_path.name}: metadata cannot be written as JSON ({e})") from None
+        try:
+            entries = read_manifest(meta_path.parent)
+        except CheckpointError:
+            entries = None
+        manifest = None
+        if entries is not None and entries.get(meta_path.name) == sha256_bytes(before):
+            manifest = _manifest_with(meta_path.parent, {meta_path.name: sha256_bytes(blob)})
+        with _interrupts_deferred():
+            _commit([(meta_path, blob)] + ([manifest] if manifest else []))
 
 
 # ------------------------------------------------------------------------------------ loading

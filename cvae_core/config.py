@@ -64,6 +64,8 @@ class TrainConfig:
     val_size: int = 5000  # held out from the 60k training images for model selection
     subset: int | None = None  # train on the first N training images (smoke runs)
     seed: int = 0
+    disc_weight: float = 0.0  # hybrid training: weight of the Bayes class-posterior cross-entropy
+    disc_fraction: float = 0.125  # share of each batch that term is computed on (it costs 10 passes)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -80,8 +80,14 @@ def train_one_epoch(
         beta = cfg.beta * min(1.0, step / warm) if warm > 0 else cfg.beta
         logits, mean, logvar = model(x, y)
         parts = cvae_loss(logits, x, mean, logvar, beta=beta)
+        objective = parts["loss"].mean()
+        if cfg.disc_weight > 0:
+            m = max(1, round(cfg.disc_fraction * len(y)))
+            ce = class_posterior_loss(model, x[:m], y[:m])
+            objective = objective + cfg.disc_weight * ce
+            sums["disc_ce"] = sums.get("disc_ce", 0.0) + ce.item() * len(y)
         optimizer.zero_grad(set_to_none=True)
-        parts["loss"].mean().backward()
+        objective.backward()
         optimizer.step()
         scheduler.step()
         step += 1
@@ -95,6 +101,21 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{sums['loss'] / seen:.2f}", refresh=False)
     bar.close()
     return {k: v / max(seen, 1) for k, v in sums.items()}, step
+
+
+def class_posterior_loss(model: CVAE, x: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of the Bayes class posterior softmax_y'(-negELBO(x, y')) against the true label.
+
+    The optional discriminative term of hybrid training (``--disc-weight``): the model stays a
+    CVAE and still recognises through Bayes' rule, but its likelihoods are pushed to rank the
+    true label first (hybrid generative-discriminative training, Lasserre et al., 2006).
+    """
+    classes = model.config.num_classes
+    xs = x.repeat_interleave(classes, 0)  # (m*C, 1, H, W)
+    ys = torch.arange(classes, device=x.device).repeat(len(y))  # (m*C,)
+    logits, mean, logvar = model(xs, ys)
+    neg_elbo = cvae_loss(logits, xs, mean, logvar)["loss"].view(len(y), classes)
+    return torch.nn.functional.cross_entropy(-neg_elbo, y)
 
 
 @torch.inference_mode()
@@ -121,6 +142,15 @@ def evaluate(
     return {k: v / max(len(labels), 1) for k, v in sums.items()}
 
 
+@torch.no_grad()
+def validation_ce(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device, seed: int = 0) -> float:
+    """Mean ``class_posterior_loss`` over a split, seeded (for model selection in hybrid training)."""
+    model.eval()
+    torch.manual_seed(seed)
+    total = sum(class_posterior_loss(model, x, y).item() * len(y) for x, y in batches(images, labels, 500, device=device))
+    return total / max(len(labels), 1)
+
+
 @torch.inference_mode()
 def latent_means(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device | str = "cpu") -> Tensor:
     """Posterior means (N, latent_dim) for every image under its own label."""
@@ -136,13 +166,25 @@ def fit(
     *,
     command: str,
     device: torch.device,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train, keep the best-by-validation weights, write the checkpoint; returns its metadata."""
+    """Train (from scratch, or from the weights of checkpoint ``init``), keep the best-by-validation weights, write the checkpoint; returns its metadata."""
     set_seed(cfg.seed)
     (train_x, train_y), (val_x, val_y) = data.split(cfg.val_size, seed=cfg.seed)
     if cfg.subset:
         train_x, train_y = train_x[: cfg.subset], train_y[: cfg.subset]
-    model = build_model(model_config).to(device)
+    model = build_model(model_config)
+    init_meta = None
+    if init is not None:
+        from cvae_core.checkpoints import load_checkpoint
+
+        start_from = load_checkpoint(init)
+        if start_from.config != model_config:
+            raise SystemExit(f"--init {init}: its model config {start_from.config} differs from {model_config}")
+        model.load_state_dict(start_from.model.state_dict())
+        init_meta = {"path": start_from.path.name, "weights_sha256": start_from.meta.get("weights_sha256"),
+                     "command": start_from.meta.get("command")}
+    model = model.to(device)
     if model_config.arch == "conv":
         # oneDNN's convolutions run about twice as fast on NHWC tensors on the CPU (benchmarks/).
         model = model.to(memory_format=torch.channels_last)
@@ -165,6 +207,7 @@ def fit(
         "train_size": len(train_y),
         "val_size": len(val_y),
         "history": [],
+        "init": init_meta,
     }
     best_val, best_state, step = math.inf, None, 0
     start = time.perf_counter()
@@ -185,6 +228,8 @@ def fit(
             )
             epoch_seconds = time.perf_counter() - t0
             val_m = evaluate(model, val_x, val_y, beta=cfg.beta, device=device)
+            if cfg.disc_weight > 0:
+                val_m["disc_ce"] = validation_ce(model, val_x, val_y, device=device)
             test_m = evaluate(model, data.test_images, data.test_labels, beta=cfg.beta, device=device)
             meta["history"].append({
                 "epoch": epoch, "seconds": round(epoch_seconds, 2), "lr": scheduler.get_last_lr()[0],
@@ -192,9 +237,10 @@ def fit(
                 **{f"val_{k}": v for k, v in val_m.items()},
                 **{f"test_{k}": v for k, v in test_m.items()},
             })
-            improved = val_m["loss"] < best_val
+            score = val_m["loss"] + cfg.disc_weight * val_m.get("disc_ce", 0.0)  # what training minimises
+            improved = score < best_val
             if improved:
-                best_val, meta["best_epoch"] = val_m["loss"], epoch
+                best_val, meta["best_epoch"] = score, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 write(model, best_state, meta, data, out, start=start, device=device)
             print(f"epoch {epoch:3d}  train {train_m['loss']:.2f}  val {val_m['loss']:.2f}  test {test_m['loss']:.2f} "
@@ -248,6 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="checkpoint path without suffix (default checkpoints/ARCH-LATENT)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
+    p.add_argument("--init", default=None, help="start from the weights of this checkpoint (same model config)")
+    p.add_argument("--disc-weight", type=float, default=0.0,
+                   help="weight of the hybrid discriminative term on the Bayes class posterior (default 0: plain ELBO)")
+    p.add_argument("--disc-fraction", type=float, default=TrainConfig.disc_fraction,
+                   help="share of each batch the discriminative term is computed on")
     args = p.parse_args(argv)
 
     defaults = ModelConfig()
@@ -261,11 +312,12 @@ def main(argv: list[str] | None = None) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
         warmup_epochs=args.warmup_epochs, kl_warmup_epochs=args.kl_warmup_epochs, beta=args.beta,
         val_size=args.val_size, subset=args.subset, seed=args.seed,
+        disc_weight=args.disc_weight, disc_fraction=args.disc_fraction,
     )
     out = Path(args.out) if args.out else CHECKPOINT_DIR / f"{args.model}-{args.latent_dim}"
     data = load_mnist(args.data_dir)
     command = shlex.join(["python", "-m", "cvae_core.train", *(sys.argv[1:] if argv is None else argv)])
-    meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device, threads=args.threads))
+    meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device, threads=args.threads), init=args.init)
     t = meta["test"]
     print(f"wrote {out}.safetensors: test loss {t['loss']:.2f} nats (recon {t['recon']:.2f}, kl {t['kl']:.2f}), "
           f"best epoch {meta['best_epoch']}, {meta['training_seconds']:.0f}s")

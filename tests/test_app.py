@@ -132,7 +132,7 @@ def test_uploaded_mnist_digit_is_recognised(monkeypatch, app_models, mnist, inde
     (metric,) = at.metric
     assert metric.label == "Recognised digit"
     assert metric.value == str(label)
-    assert "confidence" in metric.delta
+    assert metric.delta.endswith("% sure")
     assert image_url(at, "What the model sees")
     assert image_url(at, "Reconstruction by mlp-2")
     assert image_url(at, "by conv-2")  # the other architecture on the same input

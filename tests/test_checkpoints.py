@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -260,6 +261,34 @@ def test_save_updates_listed_files_and_leaves_others_unlisted(folder):
     save_checkpoint(folder / "new", build_model(CONFIGS["conv-2"]), {})
     assert "new.json" not in read_manifest(folder)  # a new model is not blessed by saving it
     assert load_checkpoint(folder / "new").config.arch == "conv"  # unlisted: its own checksum guards it
+
+
+def test_a_garbage_manifest_never_fails_a_save(folder):
+    (folder / MANIFEST_NAME).write_text("garbage\n")
+    make(folder, "mlp-2", seed=3)
+    update_metadata(folder / "mlp-2", {"evaluation": {"accuracy": 0.1}})
+    assert (folder / MANIFEST_NAME).read_text() == "garbage\n"  # left for a person to look at
+
+
+def test_concurrent_saves_keep_every_manifest_entry(tmp_path):
+    """Trainings saving side by side into one folder: no manifest update is lost."""
+    names = [f"model-{i}" for i in range(8)]
+    for name in names:
+        save_checkpoint(tmp_path / name, build_model(CONFIGS["mlp-2"]), {})
+    write_manifest(tmp_path)
+
+    def retrain(name: str) -> None:
+        for _ in range(3):
+            save_checkpoint(tmp_path / name, build_model(CONFIGS["mlp-2"]), {"retrained": True})
+            update_metadata(tmp_path / name, {"evaluation": {"accuracy": 0.5}})
+
+    threads = [threading.Thread(target=retrain, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in names:
+        assert load_checkpoint(tmp_path / name).meta["evaluation"] == {"accuracy": 0.5}
 
 
 def test_manifest_and_verify_commands(folder, capsys):

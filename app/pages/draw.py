@@ -77,7 +77,7 @@ def show_reading(entry: common.ModelEntry, partner: common.ModelEntry | None, x:
             st.warning(
                 f"This looks unlike any digit: its best log-likelihood, {mine.best_log_px:.0f} nats (as a "
                 f"{int(mine.log_px.argmax())}), is below the threshold of {threshold:.0f} nats. "
-                + common.OOD_EXPLANATION, icon=":material/help:",
+                + common.ood_explanation(entry), icon=":material/help:",
             )
     return mine
 
