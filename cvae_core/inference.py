@@ -17,7 +17,7 @@ from torch import Tensor
 
 from cvae_core.models import CVAE
 
-DEFAULT_K = 32  # importance samples per label for recognition (see README: accuracy vs K)
+DEFAULT_K = 8  # importance samples per label; test accuracy moved by <0.1 % from K=8 to K=32 (README)
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_DECODES = 16384  # images decoded per chunk, bounds peak memory of classify()
 
