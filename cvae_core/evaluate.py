@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
 
     device = pick_device(threads=args.threads)
     ckpt = load_checkpoint(args.checkpoint, device=device)
+    if ckpt.config.arch == "conv":
+        ckpt.model.to(memory_format=torch.channels_last)  # about 2x faster convolutions on the CPU
     data = load_mnist(args.data_dir)
     images, labels = data.test_images, data.test_labels
     if args.limit:
