@@ -10,9 +10,11 @@ nothing computes nothing. The torch work itself is ``cvae_core``'s; this module 
 from __future__ import annotations
 
 import binascii
+import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -125,10 +127,21 @@ def available_models() -> list[ModelEntry]:
     return [e for e in all_models() if e.ckpt is not None]
 
 
-def default_model(entries: list[ModelEntry]) -> ModelEntry | None:
-    """conv at latent 2 if present, then any 2-D model, then the first one."""
-    ranked = sorted(entries, key=lambda e: (e.latent_dim != 2, e.arch != "conv", e.name))
+def canonical(entry: ModelEntry) -> bool:
+    """Named as ``cvae_core.train`` names its output (``conv-2``, ``mlp-16``): the main model of its kind."""
+    return entry.name == f"{entry.arch}-{entry.latent_dim}"
+
+
+def closest(entries: list[ModelEntry], latent_dim: int) -> ModelEntry | None:
+    """The model of that latent size if any, preferring the canonically named one."""
+    ranked = sorted(entries, key=lambda e: (e.latent_dim != latent_dim, not canonical(e), e.name))
     return ranked[0] if ranked else None
+
+
+def default_model(entries: list[ModelEntry]) -> ModelEntry | None:
+    """conv at latent 2 (conv-2 first), else the model closest to latent 2."""
+    convs = [e for e in entries if e.arch == "conv" and e.latent_dim == 2]
+    return closest(convs or entries, 2)
 
 
 def selected_model() -> ModelEntry | None:
@@ -139,9 +152,7 @@ def selected_model() -> ModelEntry | None:
 
 def partner_model(entry: ModelEntry) -> ModelEntry | None:
     """A model of the other architecture, at the same latent size when there is one."""
-    others = [e for e in available_models() if e.arch != entry.arch]
-    others.sort(key=lambda e: (e.latent_dim != entry.latent_dim, e.name))
-    return others[0] if others else None
+    return closest([e for e in available_models() if e.arch != entry.arch], entry.latent_dim)
 
 
 def require_model() -> ModelEntry:
@@ -152,6 +163,16 @@ def require_model() -> ModelEntry:
         st.info(TRAIN_HELP.format(folder=checkpoint_dir()), icon=":material/model_training:")
         st.stop()
     return entry
+
+
+def archive_ui() -> ModuleType | None:
+    """The archive's UI module, or None while it is not installed (the pages work without it)."""
+    try:
+        return importlib.import_module("app.archive_ui")
+    except ModuleNotFoundError as e:
+        if e.name != "app.archive_ui":
+            raise
+        return None
 
 
 def escape_markdown(text: str) -> str:
@@ -302,7 +323,8 @@ def ood_explanation(entry: ModelEntry) -> str:
     """How the threshold was set, in one sentence for the user."""
     n = entry.evaluation.get("n", 10_000)
     return (f"The threshold is the {100 * OOD_QUANTILE:g} % quantile of the best log-likelihood of the "
-            f"{n:,} MNIST test digits under this model, so {100 - 100 * OOD_QUANTILE:g} % of real digits score above it.")
+            f"{n:,} MNIST test digits under this model, so {100 - 100 * OOD_QUANTILE:g} % of real digits "
+            "score above it.")
 
 
 # ---- latent space ------------------------------------------------------------------------------

@@ -83,13 +83,13 @@ def latent_map(
         if std is not None:
             for k, dash in ((1, "solid"), (2, "dot")):
                 fig.add_shape(
-                    type="circle", xref="x", yref="y", line={"color": "white", "width": 1.5, "dash": dash},
+                    type="circle", xref="x", yref="y", line={"color": "white", "width": 2, "dash": dash},
                     x0=point[0] - k * std[0], x1=point[0] + k * std[0],
                     y0=point[1] - k * std[1], y1=point[1] + k * std[1],
                 )
         fig.add_trace(go.Scatter(
             x=[point[0]], y=[point[1]], mode="markers", name="you",
-            marker={"size": 15, "symbol": "x", "color": "white", "line": {"width": 2, "color": "black"}},
+            marker={"size": 11, "symbol": "x", "color": "white", "line": {"width": 1, "color": "black"}},
             hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>",
         ))
     if span is not None:
@@ -100,22 +100,39 @@ def latent_map(
     return _layout(fig, height=height, title=title, legend={"itemsizing": "constant"})
 
 
+def focus_range(series: list[tuple[list[int], list[float]]]) -> list[float] | None:
+    """A y-range that leaves out first-epoch values when later epochs are many: those dwarf the rest.
+
+    ``series`` holds (epochs, values) pairs; None (autorange) for short runs.
+    """
+    later = [v for epochs, values in series for e, v in zip(epochs, values, strict=True) if e > 1]
+    if not series or len(later) < 4 * len(series):
+        return None
+    low, high = min(v for _, values in series for v in values), max(later)
+    pad = 0.05 * ((high - low) or 1.0)
+    return [low - pad, high + pad]
+
+
 def loss_curves(histories: dict[str, list[dict[str, Any]]], archs: dict[str, str]) -> go.Figure:
     """Both models overlaid, one panel each for total loss, reconstruction and KL; dash by split."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=("total loss", "reconstruction", "KL"))
-    for name, history in histories.items():
-        epochs = [h["epoch"] for h in history]
-        for col, part in enumerate(("loss", "recon", "kl"), start=1):
+    for col, part in enumerate(("loss", "recon", "kl"), start=1):
+        shown = []
+        for name, history in histories.items():
+            epochs = [h["epoch"] for h in history]
             for split, dash in SPLIT_DASH.items():
                 key = f"{split}_{part}"
                 if not history or key not in history[0]:
                     continue
+                values = [h[key] for h in history]
+                shown.append((epochs, values))
                 fig.add_trace(go.Scatter(
-                    x=epochs, y=[h[key] for h in history], mode="lines",
+                    x=epochs, y=values, mode="lines",
                     name=f"{name} {SPLIT_NAMES[split]}", legendgroup=f"{name}-{split}", showlegend=col == 1,
                     line={"color": MODEL_COLOURS.get(archs[name]), "dash": dash},
                     hovertemplate=f"{name} {SPLIT_NAMES[split]}, epoch %{{x}}: %{{y:.2f}} nats<extra></extra>",
                 ), row=1, col=col)
+        fig.update_yaxes(range=focus_range(shown), row=1, col=col)
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="nats per image", row=1, col=1)
     return _layout(fig, height=360)
@@ -127,19 +144,22 @@ def loss_parts(name: str, history: list[dict[str, Any]], arch: str) -> go.Figure
     epochs = [h["epoch"] for h in history]
     styles = {"loss": ("total", MODEL_COLOURS.get(arch), False), "recon": ("reconstruction", "#9B8AFB", False),
               "kl": ("KL (right axis)", "#3CCB7F", True)}
+    shown: dict[bool, list[tuple[list[int], list[float]]]] = {False: [], True: []}
     for part, (label, colour, right) in styles.items():
         for split, dash in SPLIT_DASH.items():
             key = f"{split}_{part}"
             if not history or key not in history[0]:
                 continue
+            values = [h[key] for h in history]
+            shown[right].append((epochs, values))
             fig.add_trace(go.Scatter(
-                x=epochs, y=[h[key] for h in history], mode="lines", name=f"{label}, {SPLIT_NAMES[split]}",
+                x=epochs, y=values, mode="lines", name=f"{label}, {SPLIT_NAMES[split]}",
                 line={"color": colour, "dash": dash},
                 hovertemplate=f"{label}, {SPLIT_NAMES[split]}, epoch %{{x}}: %{{y:.2f}}<extra></extra>",
             ), secondary_y=right)
     fig.update_xaxes(title="epoch")
-    fig.update_yaxes(title="nats per image", secondary_y=False)
-    fig.update_yaxes(title="KL, nats", secondary_y=True, showgrid=False)
+    fig.update_yaxes(title="nats per image", secondary_y=False, range=focus_range(shown[False]))
+    fig.update_yaxes(title="KL, nats", secondary_y=True, showgrid=False, range=focus_range(shown[True]))
     return _layout(fig, height=340, title=name)
 
 

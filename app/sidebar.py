@@ -3,22 +3,9 @@ their reasons, and the archive's "Save automatically" toggle when the archive is
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
 import streamlit as st
 
 from app import common
-
-
-def archive_ui() -> ModuleType | None:
-    """The archive's UI module, or None while it is not installed (the pages work without it)."""
-    try:
-        return importlib.import_module("app.archive_ui")
-    except ModuleNotFoundError as e:
-        if e.name != "app.archive_ui":
-            raise
-        return None
 
 
 def _describe(entry: common.ModelEntry) -> str:
@@ -33,7 +20,8 @@ def model_card(entry: common.ModelEntry) -> None:
         f"{s['epochs'] or '?'} epochs · {s['params']:,} parameters" if s["params"] else f"{s['epochs'] or '?'} epochs",
     ]
     if s["test_loss"] is not None:
-        parts = f" (recon {s['recon']:.2f} + KL {s['kl']:.2f})" if s["recon"] is not None and s["kl"] is not None else ""
+        split = s["recon"] is not None and s["kl"] is not None
+        parts = f" (recon {s['recon']:.2f} + KL {s['kl']:.2f})" if split else ""
         lines.append(f"test loss **{s['test_loss']:.2f}** nats{parts}")
     if s["accuracy"] is not None:
         lines.append(f"recognition accuracy **{100 * s['accuracy']:.2f} %**")
@@ -62,6 +50,6 @@ def render() -> None:
         for bad in (e for e in entries if e.ckpt is None):
             st.caption(f":material/error: **{common.escape_markdown(bad.name)}** unavailable: "
                        f"{common.escape_markdown(bad.error or 'unknown reason')}")
-        archive = archive_ui()
+        archive = common.archive_ui()
         if archive is not None:
             archive.autosave_toggle()

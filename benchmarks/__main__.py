@@ -3,6 +3,8 @@
     python -m benchmarks                      # everything, a few minutes
     python -m benchmarks --quick              # few repetitions, to check that it all runs
     python -m benchmarks --only browser       # one section; the others are kept from results.json
+    python -m benchmarks --only browser --server-python OTHER/bin/python --tag cpu-torch
+                                              # the app under another environment, kept beside
 
 Models come from the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), MNIST from
 ``$CVAE_DATA_DIR``. Timings are only as good as the machine is quiet: the load average is recorded
@@ -30,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="few repetitions: checks that everything runs")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=None, help="run these sections only")
     p.add_argument("--skip", nargs="+", choices=SECTIONS, default=(), help="leave these sections out")
-    p.add_argument("--trials", type=int, default=None, help="browser interaction trials per app (default 20)")
-    p.add_argument("--cold-trials", type=int, default=None, help="cold starts per app (default 6)")
+    p.add_argument("--trials", type=int, default=None, help="browser interaction trials per app (default 16)")
+    p.add_argument("--cold-trials", type=int, default=None, help="cold starts per app (default 5)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core, as the app)")
     p.add_argument("--server-python", default=None,
                    help="Python interpreter for the Streamlit servers (default: this one)")
+    p.add_argument("--tag", default=None,
+                   help="store the sections under NAME@TAG, beside the main results (e.g. another torch build)")
     args = p.parse_args(argv)
 
     chosen = [s for s in (args.only or SECTIONS) if s not in args.skip]
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         out["load_average"] = [before, load_average()[0]]
         out["seconds"] = round(time.perf_counter() - t0, 1)
         out["quick"] = args.quick
-        sections[name] = out
+        sections[f"{name}@{args.tag}" if args.tag else name] = out
         RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")  # keep what is done if a later part fails
     RESULTS_MD.write_text(tables.markdown(results, heading="#"))
     print(tables.targets_table(results))

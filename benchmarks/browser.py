@@ -2,9 +2,10 @@
 
     python -m benchmarks --only browser [--quick] [--trials 20]
 
-Two servers run side by side, the app (``app/streamlit_app.py``) and the trivial floor app
-(``benchmarks/floor_app.py``, the same widgets with no model), and trials alternate between them
-in the same run, so both see the same machine load. Each latency is timed inside the page: the
+Servers run side by side: the app (``app/streamlit_app.py``), the trivial floor app
+(``benchmarks/floor_app.py``, the same widgets with no model) and, for the slider only, the
+client-side prototype (``benchmarks/scrub_app.py``); trials alternate between them in the same
+run, so all see the same machine load. Each latency is timed inside the page: the
 input event's own ``timeStamp`` (the stroke's pointerup, the slider's keydown) and a
 ``MutationObserver`` that takes ``performance.now()`` when the result is in the DOM; no polling
 from Python enters the number.
@@ -42,6 +43,7 @@ from benchmarks.common import ROOT, STROKES, summarise
 
 APP = ROOT / "app" / "streamlit_app.py"
 FLOOR = Path(__file__).resolve().parent / "floor_app.py"
+SCRUB = Path(__file__).resolve().parent / "scrub_app.py"  # the client-side slider prototype
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -83,6 +85,9 @@ ARM_SLIDER = """() => {
     const now = performance.now();
     if (b.input === null || b.changed !== null) return;
     for (const r of records) {
+      if (r.attributeName === 'data-frame') {  // a picture drawn in the browser (benchmarks/scrub_app.py)
+        b.changed = b.done = now; obs.disconnect(); return;
+      }
       const nodes = r.type === 'attributes' ? [r.target] : Array.from(r.addedNodes);
       for (const n of nodes) {
         if (n.nodeType !== 1) continue;
@@ -95,7 +100,8 @@ ARM_SLIDER = """() => {
       }
     }
   });
-  obs.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+  obs.observe(document.body, {subtree: true, childList: true, attributes: true,
+                              attributeFilter: ['src', 'data-frame']});
 }"""
 
 # The app is idle when no script run is under way (the status widget's running icon) and no
@@ -273,35 +279,40 @@ def slider_trial(page: Any) -> tuple[float, float]:
 
 
 def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmup: int, seed: int = 0) -> dict[str, Any]:
-    """Stroke -> digit and slider -> image for the app and the floor, trials alternated."""
-    pages = {
+    """Stroke -> digit and slider -> image for the app and the floor (and the slider of the
+    client-side prototype), one trial of each in turn, the order rotating every round."""
+    pages: dict[str, dict[str, Any]] = {
         "app": {"draw": open_page(b, servers["app"].url),
                 "slider": open_page(b, f"{servers['app'].url}/{LATENT_PATH}")},
         "floor": {"draw": open_page(b, servers["floor"].url), "slider": open_page(b, servers["floor"].url)},
     }
+    if "scrub" in servers:
+        pages["scrub"] = {"slider": open_page(b, servers["scrub"].url)}
     memory_steps = {"started": resident_mb(servers["app"].proc.pid)}
     for p in pages.values():
-        canvas_box(p["draw"], timeout=SETUP_TIMEOUT_MS)
+        if "draw" in p:
+            canvas_box(p["draw"], timeout=SETUP_TIMEOUT_MS)
         p["slider"].locator(SLIDER).first.wait_for(state="attached", timeout=SETUP_TIMEOUT_MS)
     memory_steps["draw and latent pages open"] = resident_mb(servers["app"].proc.pid)
     rng = random.Random(seed)
     digits = list(STROKES)
     samples: dict[str, dict[str, list[float]]] = {a: {"draw": [], "slider_dom": [], "slider": []} for a in pages}
     failures: dict[str, int] = {a: 0 for a in pages}
+    names = list(pages)
     for i in range(warmup + trials):
-        order = ["app", "floor"] if i % 2 == 0 else ["floor", "app"]
-        for who in order:
+        for who in names[i % len(names):] + names[: i % len(names)]:
             try:
-                ms = draw_trial(pages[who]["draw"], digits[i % len(digits)], rng)
-                dom, shown = slider_trial(pages[who]["slider"])
+                got = {}
+                if "draw" in pages[who]:
+                    got["draw"] = draw_trial(pages[who]["draw"], digits[i % len(digits)], rng)
+                got["slider_dom"], got["slider"] = slider_trial(pages[who]["slider"])
             except Exception as e:  # a timed-out trial is counted, not fatal
                 failures[who] += 1
                 print(f"  browser: {who} trial {i} failed: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
                 continue
             if i >= warmup:
-                samples[who]["draw"].append(ms / 1e3)
-                samples[who]["slider_dom"].append(dom / 1e3)
-                samples[who]["slider"].append(shown / 1e3)
+                for key, ms in got.items():
+                    samples[who][key].append(ms / 1e3)
     out: dict[str, Any] = {"trials": trials, "warmup": warmup, "failures": failures}
     for who, s in samples.items():
         out[who] = {k: summarise(v) for k, v in s.items() if v}
@@ -348,13 +359,14 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
     with the CPU-only torch wheel, to compare memory and start-up)."""
     if not APP.exists():
         return {"skipped": f"{APP.relative_to(ROOT)} does not exist yet"}
-    trials = trials or (3 if quick else 20)
-    cold_trials = cold_trials or (1 if quick else 6)
+    trials = trials or (3 if quick else 16)
+    cold_trials = cold_trials or (1 if quick else 5)
     with tempfile.TemporaryDirectory(prefix="cvae-bench-browser-") as tmp, browser() as b:
         logs = Path(tmp)
         env = server_env(logs)
         servers = {"app": start_server("app", APP, env, logs, python=python),
-                   "floor": start_server("floor", FLOOR, env, logs, python=python)}
+                   "floor": start_server("floor", FLOOR, env, logs, python=python),
+                   "scrub": start_server("scrub", SCRUB, env, logs, python=python)}
         try:
             for s in servers.values():
                 wait_healthy(s)

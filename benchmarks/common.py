@@ -88,7 +88,7 @@ def summarise(samples_s: list[float], *, scale: float = 1e3) -> dict[str, float]
 
 def time_calls(fn: Callable[[], Any], *, warmup: int, runs: int, budget_s: float | None = None) -> list[float]:
     """Seconds per call of ``fn`` for ``runs`` calls after ``warmup`` calls; stops early (after at
-    least a fifth of the runs) once ``budget_s`` seconds are spent, so slow cases stay bounded."""
+    least a tenth of the runs, and 10) once ``budget_s`` seconds are spent, so slow cases stay bounded."""
     for _ in range(warmup):
         fn()
     samples: list[float] = []
@@ -97,7 +97,7 @@ def time_calls(fn: Callable[[], Any], *, warmup: int, runs: int, budget_s: float
         t0 = time.perf_counter_ns()
         fn()
         samples.append((time.perf_counter_ns() - t0) / 1e9)
-        if budget_s is not None and i + 1 >= max(5, runs // 5) and time.perf_counter() - start > budget_s:
+        if budget_s is not None and i + 1 >= max(10, runs // 10) and time.perf_counter() - start > budget_s:
             break
     return samples
 

@@ -13,6 +13,7 @@ the same size (gradient for the weights, gradient for the input), so training co
 needs no gradient. Activations, the loss and Adam are left out (they are O(size), not O(size x
 width)). Achieved FLOP/s = images/s of our training loop x FLOPs per image.
 
+Models train as ``python -m cvae_core.train`` trains them (conv in channels-last layout).
 For the conv model one training step is profiled with torch.profiler and split by operator
 class, which gives the GFLOP/s its convolutions reach and the arithmetic intensity (FLOPs per
 byte moved) of each conv layer against the machine balance (peak FLOP/s / bandwidth).
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import Shipped, quiet_stderr
+from benchmarks.throughput import training_layout
 from cvae_core.data import to_float
 from cvae_core.models import CVAE, build_model, cvae_loss
 
@@ -179,14 +181,14 @@ def run(models: list[Shipped], *, quick: bool = False, throughput: dict[str, Any
         for label, batch, fused in (("step_b128", BATCH, False), ("step_b128_fused_adam", BATCH, True),
                                     ("step_b512", 512, False)):
             torch.manual_seed(0)
-            ips = images_per_s(build_model(config), images, labels, batch=batch,
+            ips = images_per_s(training_layout(build_model(config)), images, labels, batch=batch,
                                steps=max(1, steps * BATCH // batch), fused=fused)
             gflops = ips * per_image / 1e9
             entry[label] = {"images_per_s": round(ips, 1), "gflops": round(gflops, 1),
                             "percent_of_peak": round(100 * gflops / peak["best_gflops"], 1)}
         if m.arch == "conv":
             torch.manual_seed(0)
-            split = profile_step(build_model(config), images, labels, steps=steps)
+            split = profile_step(training_layout(build_model(config)), images, labels, steps=steps)
             conv_flops = sum(6 * r["macs"] for r in rows if r["kind"] == "Conv2d") - 2 * rows[0]["macs"]
             entry["step_ms_by_op"] = split
             entry["conv_gflops"] = round(conv_flops * BATCH / (split.get("conv", 0) / 1e3) / 1e9, 1) if split.get("conv") else None

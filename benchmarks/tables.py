@@ -42,6 +42,9 @@ def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("slider -> image p95 over the floor", b["slider_p95_over_floor_ms"], "app",
             f"app {b['app']['slider']['p95']:.0f} ms, floor {floor['slider']['p95']:.0f} ms")
         add("slider -> image p95 (stretch)", b["app"]["slider"]["p95"], "app")
+    if _get(b, "scrub", "slider", "p95") is not None:
+        add("slider -> image p95 (stretch)", b["scrub"]["slider"]["p95"], "scrub_app prototype",
+            "images decoded on the server, picked in the browser")
     cold = _get(b, "cold_start", "app", "canvas", "p95")
     add("cold start p95", cold, "app", f"floor {_get(b, 'cold_start', 'floor', 'canvas', 'p95')} s")
     add("resident memory", _get(b, "memory", "app", "rss_mb"), "app",
@@ -56,21 +59,21 @@ def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-
-
 def targets_table(results: dict[str, Any]) -> str:
     lines = ["| target | where | measured | bound | met |", "|---|---|---|---|---|"]
     for r in target_rows(results):
         note = f" ({r['note']})" if r["note"] else ""
-        lines.append(f"| {r['target']} | {r['where']} | {_fmt(r['value'])} {r['unit']}{note} | {r['bound']} | "
+        lines.append(f"| {r['target']} | {r['where']} | {_num(r['value'])} {r['unit']}{note} | {r['bound']} | "
                      f"{'yes' if r['met'] else '**no**'} |")
     return "\n".join(lines)
 
 
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2g}" if abs(v) < 1 else f"{v:.2f}"
+
+
 def _pp(s: dict[str, float] | None) -> str:
-    return "—" if not s else f"{s['p50']:.3g} / {s['p95']:.3g}"
+    return "—" if not s else f"{_num(s['p50'])} / {_num(s['p95'])}"
 
 
 def latency_table(section: dict[str, Any]) -> str:
@@ -105,17 +108,24 @@ def browser_table(b: dict[str, Any]) -> str:
     rows = [("stroke released -> digit shown", "draw", "ms"),
             ("slider key -> new image in the DOM", "slider_dom", "ms"),
             ("slider key -> new image decoded", "slider", "ms")]
-    lines = ["| measure | app p50 / p95 | floor p50 / p95 |", "|---|---|---|"]
+    lines = ["| measure | app p50 / p95 | floor p50 / p95 | client-side prototype p50 / p95 |", "|---|---|---|---|"]
     for label, key, unit in rows:
-        lines.append(f"| {label} ({unit}) | {_pp(_get(b, 'app', key))} | {_pp(_get(b, 'floor', key))} |")
+        lines.append(f"| {label} ({unit}) | {_pp(_get(b, 'app', key))} | {_pp(_get(b, 'floor', key))} | "
+                     f"{_pp(_get(b, 'scrub', key))} |")
     cs = b.get("cold_start") or {}
     lines.append(f"| cold start: spawn -> canvas visible (s) | {_pp(_get(cs, 'app', 'canvas'))} | "
-                 f"{_pp(_get(cs, 'floor', 'canvas'))} |")
+                 f"{_pp(_get(cs, 'floor', 'canvas'))} | |")
     lines.append(f"| cold start: spawn -> server healthy (s) | {_pp(_get(cs, 'app', 'healthy'))} | "
-                 f"{_pp(_get(cs, 'floor', 'healthy'))} |")
+                 f"{_pp(_get(cs, 'floor', 'healthy'))} | |")
     mem = b.get("memory") or {}
     lines.append(f"| resident memory, every page opened (MB) | {_get(mem, 'app', 'rss_mb')} "
-                 f"(peak {_get(mem, 'app', 'peak_rss_mb')}) | {_get(mem, 'floor', 'rss_mb')} |")
+                 f"(peak {_get(mem, 'app', 'peak_rss_mb')}) | {_get(mem, 'floor', 'rss_mb')} | "
+                 f"{_get(mem, 'scrub', 'rss_mb')} |")
+    steps = b.get("memory_steps") or {}
+    if steps:
+        lines.append("")
+        lines.append("App resident memory step by step (MB): " + ", ".join(
+            f"{k} {v['rss_mb']}" for k, v in steps.items()) + ".")
     trials = f"{b.get('trials')} interaction trials and {b.get('cold_start_trials')} cold starts per app, alternated"
     fails = b.get("failures") or {}
     if any(fails.values()):
@@ -134,8 +144,13 @@ def throughput_table(t: dict[str, Any]) -> str:
                     f"{sh['train_images_per_s'] or 0:.0f}/s")
         lines.append(f"| {model} | {r['ours_images_per_s']:.0f} | {r['reference_images_per_s']:.0f} | "
                      f"{r['speedup']:.2f}x | {full} |")
-    return (f"One epoch of {t['images']:,} images, batch {t['batch_size']}, best of {t['repetitions']}:\n\n"
+    text = (f"One epoch of {t['images']:,} images, batch {t['batch_size']}, best of {t['repetitions']}:\n\n"
             + "\n".join(lines))
+    d = t.get("data_only")
+    if d:
+        text += (f"\n\nThe data pipelines alone (batches made, no training): ours {d['ours_images_per_s']:,.0f} "
+                 f"images/s, the reference {d['reference_images_per_s']:,.0f} images/s ({d['speedup']:g}x).")
+    return text
 
 
 def limit_table(lim: dict[str, Any]) -> str:
@@ -190,6 +205,10 @@ def markdown(results: dict[str, Any], *, heading: str = "##") -> str:
         parts += [f"\n{heading}# Inference latency\n", latency_table(s["latency"])]
     if "browser" in s:
         parts += [f"\n{heading}# In the browser\n", browser_table(s["browser"])]
+    for key in sorted(k for k in s if k.startswith("browser@")):
+        tag = key.split("@", 1)[1]
+        parts += [f"\n{heading}# In the browser, servers run by `{s[key].get('server_python')}` ({tag})\n",
+                  browser_table(s[key])]
     if "throughput" in s:
         parts += [f"\n{heading}# Training throughput\n", throughput_table(s["throughput"])]
     if "limit" in s:

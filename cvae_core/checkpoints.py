@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -148,7 +149,7 @@ def _interrupts_deferred() -> Iterator[None]:
 
 def _write_tmp(path: Path, data: bytes) -> Path:
     """Write ``data`` durably to a hidden temporary file beside ``path``; return its name."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -58,6 +58,7 @@ _KNOWN_OTHERS = {
     b"RIFF": "WebP/RIFF", b"%PDF": "PDF", b"\x00\x00\x01\x00": "ICO", b"\xff\x0a": "JPEG XL",
     b"\x00\x00\x00\x0cjP": "JPEG 2000", b"8BPS": "Photoshop", b"PK\x03\x04": "ZIP", b"\x1f\x8b": "gzip",
 }
+_ISO_BRANDS = {b"hei": "HEIC/HEIF photo", b"hev": "HEIC/HEIF photo", b"mif": "HEIC/HEIF photo", b"avi": "AVIF image"}
 _TEXT_STARTS = (b"<", b"{", b"[", b"#", b"%!")
 
 
@@ -84,7 +85,12 @@ def sniff(data: bytes) -> str:
     for magic, kind in _KNOWN_OTHERS.items():
         if data.startswith(magic):
             raise InputError(f"This is a {kind} file, not a PNG or JPEG image. Please upload a PNG or JPEG.")
+    if data[4:8] == b"ftyp":  # ISO media: HEIC (a phone camera's default), AVIF, MP4...
+        kind = _ISO_BRANDS.get(data[8:11], "video or ISO media file")
+        raise InputError(f"This is a {kind}, not a PNG or JPEG image. Please convert it to JPEG or PNG first.")
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if b"<svg" in head.lower():
+        raise InputError("This is an SVG drawing, not a PNG or JPEG image. Please export it as PNG.")
     if head.startswith(_TEXT_STARTS) or (head and _looks_like_text(head)):
         raise InputError("This is a text (or HTML) file, not a PNG or JPEG image. Please upload a PNG or JPEG.")
     raise InputError("This file is not a PNG or JPEG image (its content is not recognised). Please upload a PNG or JPEG.")

@@ -1,7 +1,8 @@
 """The app in a real browser: ``streamlit run`` on a free port, driven by Debian Chromium (Playwright).
 
 Draws a "1" and a "0" with mouse strokes on the canvas and reads the "Recognised digit" metric,
-moves a latent slider with the keyboard and checks the decoded image changes, opens every page
+moves a latent slider with the keyboard and checks the decoded image changes, clicks a test digit
+on the latent map and checks the sliders follow, opens every page
 and asserts that no error or exception element is shown, and saves a screenshot of each page
 into ``docs/screenshots/`` (used by the README).
 
@@ -27,18 +28,19 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app" / "streamlit_app.py"
-COMMITTED = Path("/tmp/devckpt")  # DEVONLY
+COMMITTED = ROOT / "checkpoints"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1000}
-TIMEOUT_MS = 60_000  # generous: the machine may be busy, and the first run loads every model
+TIMEOUT_MS = 120_000  # generous: a busy machine, and the first run loads every model
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 METRIC = '[data-testid="stMetric"]:has-text("Recognised digit") [data-testid="stMetricValue"]'
 CANVAS = "canvas.upper-canvas"
 SLIDER = 'input[type="range"][aria-label="z0"]'
 DECODED = '[data-testid="stImage"]:has-text("A decoded") img'
+MAP_POINTS = '[data-testid="stPlotlyChart"] .scatterlayer .trace path.point'
 MAIN_HEIGHT = "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
 READY = """(charts) => {
   const plots = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
@@ -57,7 +59,7 @@ def free_port() -> int:
 def models(request) -> tuple[Path, bool]:
     """(checkpoint folder, whether it holds the real trained models)."""
     if any(COMMITTED.glob("*.safetensors")):
-        return COMMITTED, False  # DEVONLY
+        return COMMITTED, True
     return request.getfixturevalue("tiny_checkpoints"), False
 
 
@@ -191,8 +193,17 @@ def test_latent_slider_moves_the_decoded_digit(page, server):
     slider.focus()
     for _ in range(10):
         page.keyboard.press("ArrowRight")
-    expect(page.locator(DECODED)).not_to_have_attribute("src", before)
+    expect(page.locator(DECODED)).not_to_have_attribute("src", before, timeout=TIMEOUT_MS)
     assert float(slider.input_value()) == pytest.approx(0.5)
+    assert_no_error(page)
+
+    # Clicking a test digit on the map moves the sliders (and the decoded digit) to it.
+    moved_from = page.locator(DECODED).get_attribute("src")
+    point = page.locator(MAP_POINTS).nth(5).bounding_box()  # plotly's drag layer takes the click, as for a user
+    page.mouse.click(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
+    expect(page.locator(DECODED)).not_to_have_attribute("src", moved_from, timeout=TIMEOUT_MS)
+    z = (float(slider.input_value()), float(page.locator(SLIDER.replace("z0", "z1")).input_value()))
+    assert z != (0.5, 0.0)
     assert_no_error(page)
     screenshot(page, "latent", charts=1)
 

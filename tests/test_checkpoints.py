@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import select
 import shutil
 import signal
 import subprocess
@@ -394,7 +395,8 @@ def test_sigint_during_saves_leaves_a_whole_checkpoint(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, env=env, text=True)
     try:
-        assert child.stdout.readline().strip() == "ready"
+        ready, _, _ = select.select([child.stdout], [], [], 120)  # a slow machine may take a while to import torch
+        assert ready and child.stdout.readline().strip() == "ready", "the child process did not start saving"
         time.sleep(0.4)  # a few saves in: most of the child's time is spent saving
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=60) != 0  # stopped by KeyboardInterrupt

@@ -70,7 +70,7 @@ def test_load_mnist_from_synthetic_folder(tmp_path, gz):
     assert data.train_images.shape == (6, 28, 28) and data.train_images.dtype == torch.uint8
     assert data.test_labels.tolist() == [0, 1, 2, 3]
     assert set(data.checksums) == {p.name for p in tmp_path.iterdir()}
-    (train_x, train_y), (val_x, val_y) = data.split(2, seed=0)
+    (_, train_y), (_, val_y) = data.split(2, seed=0)
     assert len(train_y) == 4 and len(val_y) == 2
     assert sorted(torch.cat([train_y, val_y]).tolist()) == sorted(data.train_labels.tolist())
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from cvae_core import inference
 from cvae_core.config import ModelConfig
-from cvae_core.models import MODELS, ConvCVAE, MLPCVAE, build_model, cvae_loss
+from cvae_core.models import MLPCVAE, MODELS, ConvCVAE, build_model, cvae_loss
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
@@ -27,7 +27,7 @@ def test_shapes(arch, latent_dim):
 
 
 def test_registry_and_paper_sizes():
-    assert MODELS == {"conv": ConvCVAE, "mlp": MLPCVAE}
+    assert {"conv": ConvCVAE, "mlp": MLPCVAE} == MODELS
     conv = build_model(ModelConfig(arch="conv"))
     assert conv.feature_dim == 8 * 7 * 7  # the paper's bottleneck
     convs = [m for m in conv.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -119,7 +119,7 @@ def test_inference_helpers(arch):
     x = torch.rand(2, 1, 28, 28)
     assert inference.reconstruct(model, x, torch.tensor([1, 2])).shape == (2, 28, 28)
     grid = inference.latent_grid(model, 4, 5)
-    assert grid.shape == (5, 5, 28, 28) and 0 <= grid.min() and grid.max() <= 1
+    assert grid.shape == (5, 5, 28, 28) and grid.min() >= 0 and grid.max() <= 1
     # row 0 is high z[1]; column 0 is low z[0]
     corner = inference.decode(model, torch.tensor([[-3.0, 3.0, 0.0]]), torch.tensor([4]))
     assert torch.allclose(grid[0, 0], corner[0], atol=1e-6)

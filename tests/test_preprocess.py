@@ -152,7 +152,7 @@ def test_an_mnist_digit_comes_back_as_itself(mnist):
 
 def test_mnist_digit_photographed_on_paper_comes_out_like_mnist(mnist):
     """Upscaled, inverted, blurred, on noisy unevenly lit grey paper, 1000-3000 px, JPEG."""
-    sides = [1000, 1500, 2200, 3000, 1200, 1800]
+    sides = [1000, 1600, 2400, 3000]
     scores = []
     for i, side in enumerate(sides):
         digit = mnist.test_images[i].numpy()
@@ -165,7 +165,7 @@ def test_mnist_digit_photographed_on_paper_comes_out_like_mnist(mnist):
     assert min(scores) > 0.8, scores
 
 
-@pytest.mark.parametrize(("shape", "side", "width"), [("0", 1000, 3), ("2", 1400, 3), ("4", 3000, 5), ("7", 2000, 4), ("1", 2600, 4)])
+@pytest.mark.parametrize(("shape", "side", "width"), [("0", 1000, 3), ("2", 1400, 3), ("4", 3000, 5), ("7", 2000, 4), ("1", 1800, 4)])
 def test_thin_pen_photo_comes_out_like_mnist(shape, side, width):
     """A ballpoint line a few pixels wide on a large photo becomes an MNIST-width stroke, no specks."""
     rng = np.random.default_rng(side)

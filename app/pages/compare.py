@@ -18,7 +18,7 @@ NO_CHART_BAR = {"displayModeBar": False}
 def pick(column: st.delta_generator.DeltaGenerator, label: str, options: list[common.ModelEntry],
          latent_dim: int, key: str) -> common.ModelEntry:
     names = [e.name for e in options]
-    preferred = next((e.name for e in options if e.latent_dim == latent_dim), names[0])
+    preferred = common.closest(options, latent_dim).name
     name = column.selectbox(label, names, index=names.index(preferred), key=key)
     return next(e for e in options if e.name == name)
 
@@ -53,7 +53,8 @@ def loss_section(pair: list[common.ModelEntry]) -> None:
     if view == "Overlaid":
         st.plotly_chart(figures.loss_curves(histories, archs), key="compare_losses", config=NO_CHART_BAR)
         st.caption("Solid: training, dashed: validation, dotted: test. Training loss is averaged over each "
-                   "epoch while the weights change; validation and test use the weights at its end.")
+                   "epoch while the weights change; validation and test use the weights at its end. A first "
+                   "epoch far above the rest is left off the scale: double-click a chart to see all of it.")
     else:
         for column, entry in zip(st.columns(2), pair, strict=True):
             column.plotly_chart(figures.loss_parts(entry.name, histories[entry.name], entry.arch),
@@ -85,10 +86,11 @@ def reconstruction_section(pair: list[common.ModelEntry]) -> None:
                 icon=":material/info:")
         return
     images, labels = examples
-    st.image(figures.tile(images, 3, gap=4), caption="Originals: the first test image of each digit")
+    st.image(figures.tile(images, 3, gap=4), caption="Originals: the first test image of each digit",
+             output_format="PNG")
     for entry in pair:
         recon = common.reconstruct_examples(entry, entry.signature, images, labels)
-        st.image(figures.tile(recon, 3, gap=4), caption=f"Reconstructed by {entry.name}")
+        st.image(figures.tile(recon, 3, gap=4), caption=f"Reconstructed by {entry.name}", output_format="PNG")
 
 
 def recognition_section(pair: list[common.ModelEntry]) -> None:

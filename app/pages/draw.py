@@ -16,7 +16,6 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app import common, figures
-from app.sidebar import archive_ui
 from cvae_core.preprocess import MAX_BYTES, InputError
 
 log = logging.getLogger(__name__)
@@ -59,17 +58,18 @@ def upload_input() -> tuple[bytes | None, str | None, str | None]:
 def show_reading(entry: common.ModelEntry, partner: common.ModelEntry | None, x: np.ndarray) -> common.Reading:
     mine = common.read(entry, entry.signature, x)
     seen, recon, other, verdict = st.columns([1, 1, 1, 1.3])
-    seen.image(figures.upscale(x, 4), caption="What the model sees (28×28)")
-    recon.image(figures.upscale(mine.recon, 4), caption=f"Reconstruction by {entry.name}")
+    seen.image(figures.upscale(x, 4), caption="What the model sees (28×28)", output_format="PNG")
+    recon.image(figures.upscale(mine.recon, 4), caption=f"Reconstruction by {entry.name}", output_format="PNG")
     if partner is not None:
         theirs = common.read(partner, partner.signature, x)
-        other.image(figures.upscale(theirs.recon, 4),
+        other.image(figures.upscale(theirs.recon, 4), output_format="PNG",
                     caption=f"by {partner.name}, which reads a {theirs.label} ({theirs.confidence:.0%})")
     else:
         other.caption("No model of the other architecture is available to compare with.")
     with verdict:
         st.metric("Recognised digit", str(mine.label), delta=f"{mine.confidence:.1%} sure", delta_color="off",
-                  delta_arrow="off", border=True, help="p(label | input): the model's Bayes posterior over the ten labels.")
+                  delta_arrow="off", border=True,
+                  help="p(label | input): the model's Bayes posterior over the ten labels.")
         threshold = common.ood_threshold(entry)
         if threshold is None:
             st.caption("No “unlike any digit” check: this model has no evaluation recorded.")
@@ -92,17 +92,18 @@ def show_details(entry: common.ModelEntry, mine: common.Reading) -> None:
             fig = figures.latent_map(*points, point=mine.mean, std=mine.std, height=300,
                                      title=f"Where you are among the test {mine.label}s")
             st.plotly_chart(fig, key="draw_where", config={"displayModeBar": False})
-            st.caption("The cross is your digit's latent mean; the rings are 1σ and 2σ of its posterior.")
+            st.caption("The cross is your digit's latent mean; the rings (1σ, 2σ) show its posterior's spread, "
+                       "small when the model is sure of the style.")
         else:
             st.caption(f"The latent map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
     st.markdown("**Your style as every digit**")
-    st.image(figures.tile(mine.restyled, 3, gap=4),
+    st.image(figures.tile(mine.restyled, 3, gap=4), output_format="PNG",
              caption="Your input encoded under the recognised label, then decoded as 0, 1, … 9 (left to right).")
 
 
 def archive_controls(entry: common.ModelEntry, mine: common.Reading, x: np.ndarray, sigma: float,
                      source: str, data: bytes, filename: str | None) -> None:
-    archive = archive_ui()
+    archive = common.archive_ui()
     if archive is None:
         return
     record = {

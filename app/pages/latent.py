@@ -49,7 +49,8 @@ def explorer(entry: common.ModelEntry, label: int) -> None:
     z = tuple(float(st.session_state[key]) for key in keys)
     image = common.decode_point(entry, entry.signature, label, z)
     shown = ", ".join(f"{v:.2f}" for v in z[:2]) + (", …" if len(z) > 2 else "")
-    picture.image(figures.upscale(image, 10), caption=f"A decoded {label} at z = ({shown})")
+    picture.image(figures.upscale(image, 10), caption=f"A decoded {label} at z = ({shown})",
+                  output_format="PNG")
     with plane:
         if entry.latent_dim != 2:
             st.caption(f"The clickable map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
@@ -73,7 +74,7 @@ def manifold_section(entry: common.ModelEntry, label: int) -> None:
     grid = common.manifold(entry, entry.signature, label, n)
     factor = max(1, 640 // (n * grid.shape[-1]))
     others = "; the other dimensions are held at 0" if entry.latent_dim > 2 else ""
-    st.image(figures.tile(grid, factor, gap=1),
+    st.image(figures.tile(grid, factor, gap=1), output_format="PNG",
              caption=f"{n}×{n} decoded {label}s for z₀ from −3 (left) to 3 (right) and z₁ from 3 (top) to −3 "
                      f"(bottom){others}. Inside the prior's bulk the digits are clear; far out they blur.")
 
@@ -103,7 +104,7 @@ def interpolation_section(entry: common.ModelEntry, label: int) -> None:
     z0 = example_latent(entry, y0, i0 - 1)
     z1 = z0 if same_style else example_latent(entry, y1, i1 - 1)
     strip = common.interpolation(entry, entry.signature, z0, z1, y0, y1, steps)
-    st.image(figures.tile(strip, 3, gap=4),
+    st.image(figures.tile(strip, 3, gap=4), output_format="PNG",
              caption=f"From a {y0} to a {y1}: the label weights and the latent code move together, "
                      "in equal steps, left to right.")
 
