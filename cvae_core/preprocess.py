@@ -202,7 +202,7 @@ def decode_image(data: bytes) -> Image.Image:
     except MemoryError:
         raise InputError("The image is too large to decode in the memory available.") from None
     except Exception as e:  # Pillow reports a damaged file with many exception types
-        raise _damaged(kind, f" ({type(e).__name__})") from None
+        raise _damaged(kind, " (it ends too early)" if "truncated" in str(e) else "") from None
     with contextlib.suppress(Exception):  # unreadable EXIF: keep the pixels as stored
         img = ImageOps.exif_transpose(img)
     return img
@@ -258,10 +258,13 @@ def prepare_array(arr: np.ndarray) -> Prepared:
     4 (RGBA, e.g. a drawing canvas); uint8, uint16, other integers, bool or float (in [0, 1],
     or [0, 255]). NaN or infinity, other shapes and other dtypes raise ``InputError``.
     """
+    given = type(arr).__name__
     try:
         arr = np.asarray(arr)
     except (ValueError, TypeError):
-        raise InputError("Expected an image array, got something that is not one.") from None
+        raise InputError(f"Expected an image array, got a {given} that is not one.") from None
+    if arr.ndim == 0:
+        raise InputError("Expected an image array, got nothing." if given == "NoneType" else f"Expected an image array, got a single {given} value.")
     if arr.dtype.kind not in "buif" or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise InputError(f"Expected a greyscale or colour image array, got shape {arr.shape} of {arr.dtype}.")
     if arr.size == 0:

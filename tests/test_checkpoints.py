@@ -51,11 +51,18 @@ def make(folder: Path, name: str, *, seed: int = 0, latents: bool = True) -> Pat
     return save_checkpoint(folder / name, model, {"command": "tests/test_checkpoints.py"}, latents=z, latent_labels=y)
 
 
-@pytest.fixture
-def folder(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pristine")
     for name in CONFIGS:
-        make(tmp_path, name)
-    return tmp_path
+        make(folder, name)
+    return folder
+
+
+@pytest.fixture
+def folder(tmp_path, pristine) -> Path:
+    """A fresh copy of three small checkpoints (mlp-2, conv-2, mlp-3) for each test to damage."""
+    return Path(shutil.copytree(pristine, tmp_path / "checkpoints"))
 
 
 def edit_json(path: Path, change: Callable[[dict], None]) -> None:
@@ -331,13 +338,18 @@ def test_discover_never_raises(folder, monkeypatch):
 
 
 def test_sigint_is_deferred_until_the_files_are_written():
+    # A background job (CI, nohup) may start with SIGINT ignored; act as a terminal would.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     reached = False
-    with pytest.raises(KeyboardInterrupt), checkpoints._interrupts_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler runs here; it must not interrupt
-        reached = True
-    assert reached
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(KeyboardInterrupt), checkpoints._interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here; it must not interrupt
+            reached = True
+        assert reached
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_sigterm_is_deferred_too():
@@ -373,6 +385,8 @@ def test_failed_write_leaves_the_old_checkpoint_intact(folder, monkeypatch):
 
 
 CHILD = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
 import itertools, sys, torch
 from cvae_core.checkpoints import save_checkpoint
 from cvae_core.config import ModelConfig
