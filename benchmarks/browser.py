@@ -278,7 +278,8 @@ def slider_trial(page: Any) -> tuple[float, float]:
     return r["changed"] - r["input"], r["done"] - r["input"]
 
 
-def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmup: int, seed: int = 0) -> dict[str, Any]:
+def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmup: int, seed: int = 0,
+                       memory_steps: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stroke -> digit and slider -> image for the app and the floor (and the slider of the
     client-side prototype), one trial of each in turn, the order rotating every round."""
     pages: dict[str, dict[str, Any]] = {
@@ -288,7 +289,7 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
     }
     if "scrub" in servers:
         pages["scrub"] = {"slider": open_page(b, servers["scrub"].url)}
-    memory_steps = {"started": resident_mb(servers["app"].proc.pid)}
+    memory_steps = dict(memory_steps or {})
     for p in pages.values():
         if "draw" in p:
             canvas_box(p["draw"], timeout=SETUP_TIMEOUT_MS)
@@ -370,7 +371,8 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
         try:
             for s in servers.values():
                 wait_healthy(s)
-            out = interaction_trials(b, servers, trials=trials, warmup=1 if quick else 2)
+            idle = {"server up, no page open": resident_mb(servers["app"].proc.pid)}
+            out = interaction_trials(b, servers, trials=trials, warmup=1 if quick else 2, memory_steps=idle)
         finally:
             for s in servers.values():
                 stop_server(s)
