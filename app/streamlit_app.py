@@ -3,8 +3,9 @@
     streamlit run app/streamlit_app.py
 
 Sets the page config, lists the pages explicitly, draws the shared sidebar (model picker and
-model card) and runs the chosen page. The pages live in ``app/pages/``; models and every
-computation come from ``cvae_core`` through ``app.common``.
+model card) and runs the chosen page. The pages live in ``app/views/``: a folder named ``pages/``
+beside this file would also be run by Streamlit as a legacy multipage app, bypassing the router on a
+deep link. Models and every computation come from ``cvae_core`` through ``app.common``.
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import streamlit as st
 
 from app import sidebar
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"
 
 
 def run() -> None:

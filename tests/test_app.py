@@ -30,11 +30,9 @@ from cvae_core.preprocess import MAX_BYTES, InputError
 from cvae_core.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = {name: str(ROOT / "app" / "pages" / f"{name}.py") for name in ("draw", "latent", "compare")}
+PAGES = {name: str(ROOT / "app" / "views" / f"{name}.py") for name in ("draw", "latent", "compare")}
 TIMEOUT = 120  # seconds per run: generous, the first run imports torch and loads the models
-# The router is started from a one-line script rather than from app/streamlit_app.py itself:
-# AppTest re-detects a "pages/" folder beside the entrypoint before every run and then runs
-# the page alone (Streamlit's legacy multipage mode), skipping the router and its sidebar.
+# The router's run(), as `streamlit run app/streamlit_app.py` calls it.
 ROUTER = "from app.streamlit_app import run\nrun()\n"
 COMMITTED = ROOT / "checkpoints"
 COMMITTED_SET = ("conv-2", "mlp-2", "mlp-16")

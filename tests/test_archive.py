@@ -32,7 +32,7 @@ from cvae_core.archive import (
     to_zip,
 )
 
-PAGE = str(Path(__file__).resolve().parent.parent / "app" / "pages" / "archive.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "archive.py")
 
 
 def make_record(seed: int = 0, **overrides) -> dict:

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ METRIC = '[data-testid="stMetric"]:has-text("Recognised digit") [data-testid="st
 CANVAS = "canvas.upper-canvas"
 SLIDER = 'input[type="range"][aria-label="z0"]'
 DECODED = '[data-testid="stImage"]:has-text("A decoded") img'
+MODEL_PICKER = '[data-testid="stSidebar"] [data-testid="stSelectbox"]:has-text("Model")'
 MAP_POINTS = '[data-testid="stPlotlyChart"] .scatterlayer .trace path.point'
 MAIN_HEIGHT = "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
 READY = """(charts) => {
@@ -63,12 +65,11 @@ def models(request) -> tuple[Path, bool]:
     return request.getfixturevalue("tiny_checkpoints"), False
 
 
-@pytest.fixture(scope="module")
-def server(models, tmp_path_factory) -> Iterator[str]:
+@contextmanager
+def running_app(checkpoints: Path, work: Path) -> Iterator[str]:
     """The app under ``streamlit run`` (headless, its own archive database); yields its URL."""
     port = free_port()
-    work = tmp_path_factory.mktemp("browser")
-    env = {**os.environ, "CVAE_CHECKPOINT_DIR": str(models[0]),
+    env = {**os.environ, "CVAE_CHECKPOINT_DIR": str(checkpoints),
            "CVAE_ARCHIVE_URL": f"sqlite:///{work / 'archive.db'}"}
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
                f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
@@ -99,6 +100,12 @@ def server(models, tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory) -> Iterator[str]:
+    with running_app(models[0], tmp_path_factory.mktemp("browser")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -212,9 +219,26 @@ def test_latent_slider_moves_the_decoded_digit(page, server):
     ("path", "heading", "charts"), [("compare", "Compare conv vs MLP", 3), ("archive", "Archive", 0)]
 )
 def test_other_pages_open_without_errors(page, server, path, heading, charts):
-    if path == "archive" and not (ROOT / "app" / "pages" / "archive.py").exists():
+    if path == "archive" and not (ROOT / "app" / "views" / "archive.py").exists():
         pytest.skip("the archive page is not installed")
     open_page(page, server, path, heading)
     page.wait_for_function(READY, arg=charts)
     assert_no_error(page)
     screenshot(page, path, charts=charts)
+
+
+def test_deep_link_is_the_first_request_to_a_fresh_server(page, models, tmp_path_factory):
+    """A bookmarked /latent opened on a server nobody has visited yet still runs through the router:
+    the sidebar's model picker is there and the page works (a page folder named ``pages/`` would
+    have made Streamlit run the page alone)."""
+    with running_app(models[0], tmp_path_factory.mktemp("deep_link")) as url:
+        context = page.context.browser.new_context(viewport=VIEWPORT)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        try:
+            open_page(tab, url, "latent", "Latent explorer")
+            tab.wait_for_selector(MODEL_PICKER)
+            tab.wait_for_selector(SLIDER, state="attached")
+            assert_no_error(tab)
+        finally:
+            context.close()
