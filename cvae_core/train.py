@@ -158,6 +158,12 @@ def latent_means(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.d
     return torch.cat([model.encode(x, y)[0].cpu() for x, y in batches(images, labels, 1000, device=device)])
 
 
+def make_optimizer(model: CVAE, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam with its fused kernel: one pass over all parameters per step instead of a loop of small
+    ops per tensor, the same update to float rounding (about 20 % more MLP images/s, benchmarks/)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
 def fit(
     model_config: ModelConfig,
     cfg: TrainConfig,
@@ -188,7 +194,7 @@ def fit(
     if model_config.arch == "conv":
         # oneDNN's convolutions run about twice as fast on NHWC tensors on the CPU (benchmarks/).
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_y) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from records import make_record
 from sqlalchemy import create_engine, event
 from streamlit.testing.v1 import AppTest
 
@@ -33,17 +34,6 @@ from cvae_core.archive import (
 )
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "archive.py")
-
-
-def make_record(seed: int = 0, **overrides) -> dict:
-    rng = np.random.default_rng(seed)
-    record = {
-        "model": "conv-2", "source": "canvas", "label": seed % 10, "confidence": 0.875, "sigma": 0.1,
-        "input_image": rng.random((28, 28)), "recon_image": rng.random((28, 28)), "original": None,
-        "filename": None,
-    }
-    record.update(overrides)
-    return record
 
 
 @pytest.fixture

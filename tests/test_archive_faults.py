@@ -22,23 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from records import make_record
 from sqlalchemy import create_engine, event
 
 from cvae_core.archive import Archive, ArchiveError, fingerprint, png_to_array
 
 WRITER = Path(__file__).resolve().parent / "archive_writer.py"
 SESSIONS = 50
-
-
-def make_record(seed: int = 0, **overrides) -> dict:
-    rng = np.random.default_rng(seed)
-    record = {
-        "model": "conv-2", "source": "canvas", "label": seed % 10, "confidence": 0.5, "sigma": 0.0,
-        "input_image": rng.random((28, 28)), "recon_image": rng.random((28, 28)), "original": None,
-        "filename": None,
-    }
-    record.update(overrides)
-    return record
 
 
 def stored_correctly(archive: Archive, item_id: int, key: str) -> bool:
