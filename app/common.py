@@ -10,6 +10,7 @@ nothing computes nothing. The torch work itself is ``cvae_core``'s; this module 
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import importlib
 import logging
 from dataclasses import dataclass
@@ -22,19 +23,12 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from app import catalogue
 from cvae_core import inference
-from cvae_core.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    checkpoint_dir,
-    list_checkpoints,
-    load_checkpoint,
-    paths_for,
-)
+from cvae_core.checkpoints import checkpoint_dir, list_checkpoints
 from cvae_core.data import DEFAULT_CACHE, DataError, find_file, read_idx, resolve_data_dir
 from cvae_core.evaluate import OOD_QUANTILE, add_noise
-from cvae_core.models import CVAE
-from cvae_core.preprocess import InputError, decode_image, prepare_bytes
+from cvae_core.preprocess import InputError, decode_image, prepare_array, prepare_bytes
 
 log = logging.getLogger(__name__)
 
@@ -60,108 +54,86 @@ python -m cvae_core.evaluate --checkpoint checkpoints/mlp-2
 The MNIST folder comes from `--data-dir` or `$CVAE_DATA_DIR`; `CVAE_CHECKPOINT_DIR` picks another model folder."""
 
 
-@dataclass(eq=False)
-class ModelEntry:
-    """One checkpoint found on disk: loaded, or unavailable with the reason."""
-
-    name: str
-    signature: str  # changes whenever the weights or the metadata file is replaced
-    ckpt: Checkpoint | None
-    error: str | None = None
-
-    @property
-    def arch(self) -> str:
-        return self.ckpt.config.arch
-
-    @property
-    def latent_dim(self) -> int:
-        return self.ckpt.config.latent_dim
-
-    @property
-    def model(self) -> CVAE:
-        return self.ckpt.model
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.ckpt.meta
-
-    @property
-    def evaluation(self) -> dict[str, Any]:
-        return self.ckpt.meta.get("evaluation") or {}
+ModelEntry = catalogue.ModelEntry
+closest = catalogue.closest
+default_model = catalogue.default_model
 
 
-def _signature(weights: Path) -> str:
-    parts = [str(weights)]
-    for path in paths_for(weights):
-        try:
-            stat = path.stat()
-            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-        except OSError:
-            parts.append("missing")
-    return "|".join(parts)
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _described(path: str, signature: str) -> ModelEntry:
+    """Shared across sessions and read-only, like the models (``signature`` keys the cache)."""
+    return catalogue.describe(Path(path), signature)
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading a model…")
-def _load(path: str, signature: str) -> tuple[Checkpoint | None, str | None]:
-    """(checkpoint, None) or (None, reason); the reason is cached too, so a bad file is read once."""
-    try:
-        return load_checkpoint(path), None
-    except CheckpointError as e:
-        return None, str(e)
-    except Exception as e:  # a model must never take the app down with it
-        log.exception("unexpected error loading %s", path)
-        return None, f"could not be loaded ({type(e).__name__})"
+def _loaded(path: str, signature: str) -> ModelEntry:
+    """The entry with its checkpoint, or with the reason it cannot be loaded (read once either way)."""
+    return catalogue.load(_described(path, signature))
+
+
+def _load_failures() -> dict[str, str]:
+    """Checkpoints (by signature) that failed to load in this session: shown as unavailable from then on."""
+    return st.session_state.setdefault("models_failed", {})
 
 
 def all_models() -> list[ModelEntry]:
-    """Every checkpoint in the checkpoint folder, sorted by name."""
+    """Every checkpoint in the checkpoint folder, sorted by name, described from its metadata (not loaded)."""
+    failed = _load_failures()
     entries = []
     for path in list_checkpoints():
-        signature = _signature(path)
-        ckpt, error = _load(str(path), signature)
-        entries.append(ModelEntry(name=path.stem, signature=signature, ckpt=ckpt, error=error))
+        entry = _described(str(path), catalogue.signature(path))
+        if entry.error is None and entry.signature in failed:
+            entry = dataclasses.replace(entry, error=failed[entry.signature])
+        entries.append(entry)
     return entries
 
 
 def available_models() -> list[ModelEntry]:
-    return [e for e in all_models() if e.ckpt is not None]
+    return [e for e in all_models() if e.error is None]
 
 
-def canonical(entry: ModelEntry) -> bool:
-    """Named as ``cvae_core.train`` names its output (``conv-2``, ``mlp-16``): the main model of its kind."""
-    return entry.name == f"{entry.arch}-{entry.latent_dim}"
+def load(entry: ModelEntry) -> ModelEntry | None:
+    """The entry with its model loaded (once per process), or None when it cannot be; the reason
+    then shows in the sidebar."""
+    loaded = _loaded(str(entry.path), entry.signature)
+    if loaded.ckpt is None:
+        _load_failures()[entry.signature] = loaded.error or "could not be loaded"
+        return None
+    return loaded
 
 
-def closest(entries: list[ModelEntry], latent_dim: int) -> ModelEntry | None:
-    """The model of that latent size if any, preferring the canonically named one."""
-    ranked = sorted(entries, key=lambda e: (e.latent_dim != latent_dim, not canonical(e), e.name))
-    return ranked[0] if ranked else None
-
-
-def default_model(entries: list[ModelEntry]) -> ModelEntry | None:
-    """conv at latent 2 (conv-2 first), else the model closest to latent 2."""
-    convs = [e for e in entries if e.arch == "conv" and e.latent_dim == 2]
-    return closest(convs or entries, 2)
-
-
-def selected_model() -> ModelEntry | None:
+def selected_entry() -> ModelEntry | None:
+    """The model picked in the sidebar (or the default), described but not loaded."""
     entries = available_models()
     chosen = st.session_state.get(MODEL_KEY)
     return next((e for e in entries if e.name == chosen), None) or default_model(entries)
 
 
+def selected_model() -> ModelEntry | None:
+    """The selected model, loaded; a model that fails to load is marked unavailable and the next is tried."""
+    while (entry := selected_entry()) is not None:
+        loaded = load(entry)
+        if loaded is not None:
+            return loaded
+        st.session_state.pop(MODEL_KEY, None)  # back to the default among the models that are left
+    return None
+
+
 def partner_model(entry: ModelEntry) -> ModelEntry | None:
-    """A model of the other architecture, at the same latent size when there is one."""
-    return closest([e for e in available_models() if e.arch != entry.arch], entry.latent_dim)
+    """A model of the other architecture, at the same latent size when there is one, loaded."""
+    while (other := catalogue.partner(available_models(), entry)) is not None:
+        loaded = load(other)
+        if loaded is not None:
+            return loaded
+    return None
 
 
-def require_model() -> ModelEntry:
-    """The selected model; with none available, explain how to train one and stop the page."""
+def require_model() -> ModelEntry | None:
+    """The selected model, loaded; with none available, explain how to train one and return None
+    (the page then ends, and the router still draws the sidebar, which lists what is unusable)."""
     entry = selected_model()
     if entry is None:
-        st.title("CVAE Digit Explorer")
         st.info(TRAIN_HELP.format(folder=checkpoint_dir()), icon=":material/model_training:")
-        st.stop()
     return entry
 
 
@@ -230,16 +202,12 @@ def verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 @dataclass
-class Reading:
-    """What one model makes of one 28x28 input."""
+class Recognition:
+    """Which digit one model reads in one 28x28 input: all the "Recognised digit" metric needs."""
 
     model: str
     probs: np.ndarray  # (classes,) p(y | x)
     log_px: np.ndarray  # (classes,) log p(x | y) in nats
-    recon: np.ndarray  # (28, 28) reconstruction under the recognised label
-    restyled: np.ndarray  # (classes, 28, 28) the input's style under every label
-    mean: np.ndarray  # (D,) posterior mean under the recognised label
-    std: np.ndarray  # (D,) posterior standard deviation
 
     @property
     def label(self) -> int:
@@ -254,11 +222,31 @@ class Reading:
         return float(self.log_px.max())
 
 
+@dataclass
+class Details:
+    """The rest of what one model makes of one input, under the label it recognises."""
+
+    recon: np.ndarray  # (28, 28) reconstruction
+    restyled: np.ndarray  # (classes, 28, 28) the input's style under every label
+    mean: np.ndarray  # (D,) posterior mean
+    std: np.ndarray  # (D,) posterior standard deviation
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def prepare(data: bytes) -> tuple[np.ndarray | None, str | None]:
     """Image file bytes -> (28x28 float32 model input, None) or (None, message for the user)."""
     try:
         prepared = prepare_bytes(data)
+    except InputError as e:
+        return None, str(e)
+    return prepared.tensor[0, 0].numpy(), None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prepare_pixels(rgba: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """The canvas's RGBA array -> (28x28 float32 model input, None) or (None, message for the user)."""
+    try:
+        prepared = prepare_array(rgba)
     except InputError as e:
         return None, str(e)
     return prepared.tensor[0, 0].numpy(), None
@@ -273,12 +261,20 @@ def original_image(data: bytes) -> Image.Image | None:
         return None
 
 
-def canvas_png(result: Any) -> bytes | None:
-    """The PNG bytes behind the canvas's data URL; a malformed URL is a bad input like any other."""
+def canvas_pixels(result: Any) -> np.ndarray:
+    """The canvas's drawing as an (H, W, 4) uint8 array; a malformed or oversized image is a bad input.
+
+    The canvas sends a PNG data URL, which a client can forge: it is decoded by
+    ``cvae_core.preprocess.decode_image``, which checks the format and the pixel count before
+    decoding, never by Pillow unchecked.
+    """
     try:
-        return result.image_bytes
+        data = result.image_bytes
     except (ValueError, binascii.Error):
         raise InputError("The drawing could not be read. Please clear the canvas and draw again.") from None
+    if data is None:
+        raise InputError("The drawing could not be read. Please clear the canvas and draw again.")
+    return np.asarray(decode_image(data))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -288,30 +284,21 @@ def noisy(pixels: np.ndarray, sigma: float) -> np.ndarray:
     return add_noise(x, sigma, seed=SEED)[0].numpy()
 
 
-def recognition_k(entry: ModelEntry) -> int:
-    """Importance samples per label: as many as the evaluation that calibrated the threshold used."""
-    return int(entry.evaluation.get("k", inference.DEFAULT_K))
+def _batch(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).view(1, 1, *pixels.shape)  # (1, 1, H, W)
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def read(_entry: ModelEntry, signature: str, pixels: np.ndarray) -> Reading:
-    """Recognise, reconstruct and restyle one 28x28 input with one model (``signature`` keys the cache)."""
-    model = _entry.model
-    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).view(1, 1, *pixels.shape)
+@st.cache_data(max_entries=256, show_spinner=False)
+def read(_entry: ModelEntry, signature: str, pixels: np.ndarray) -> tuple[Recognition, Details]:
+    """What one model makes of one 28x28 input (``signature`` keys the cache): which digit, and its
+    reconstruction, style under every label and posterior under that digit. One call of
+    ``cvae_core.inference.read``: the classification's own encoder pass plus one decoder pass."""
     generator = torch.Generator().manual_seed(SEED)
-    probs, log_px = inference.classify(model, x, k=recognition_k(_entry), generator=generator)
-    label = int(probs[0].argmax())
-    y = torch.tensor([label])
-    mean, std = inference.encode(model, x, y)
-    return Reading(
-        model=_entry.name,
-        probs=probs[0].numpy(),
-        log_px=log_px[0].numpy(),
-        recon=inference.reconstruct(model, x, y)[0].numpy(),
-        restyled=inference.restyle(model, x, label).numpy(),
-        mean=mean[0].numpy(),
-        std=std[0].numpy(),
-    )
+    r = inference.read(_entry.model, _batch(pixels), k=_entry.k, generator=generator)
+    recognition = Recognition(model=_entry.name, probs=r.probs[0].numpy(), log_px=r.log_px[0].numpy())
+    details = Details(recon=r.recon[0].numpy(), restyled=r.restyled[0].numpy(), mean=r.mean[0].numpy(),
+                      std=r.std[0].numpy())
+    return recognition, details
 
 
 def ood_threshold(entry: ModelEntry) -> float | None:
@@ -359,6 +346,13 @@ def latent_plane(_entry: ModelEntry, signature: str) -> tuple[np.ndarray, np.nda
 @st.cache_data(max_entries=1024, show_spinner=False)
 def decode_point(_entry: ModelEntry, signature: str, label: int, z: tuple[float, ...]) -> np.ndarray:
     return inference.decode(_entry.model, torch.tensor([z]), torch.tensor([label]))[0].numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)  # 190 KB each for a 2-D model
+def decode_points(_entry: ModelEntry, signature: str, label: int, points: np.ndarray) -> np.ndarray:
+    """(N, D) latent points decoded under one label, as uint8 (N, 28, 28) for the browser."""
+    images = inference.decode(_entry.model, torch.from_numpy(points), torch.full((len(points),), label))
+    return (images * 255 + 0.5).to(torch.uint8).numpy()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

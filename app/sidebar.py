@@ -1,5 +1,7 @@
 """The sidebar every page shares: the model picker, a compact model card, unavailable models with
-their reasons, and the archive's "Save automatically" toggle when the archive is installed."""
+their reasons, and the archive's "Save automatically" toggle when the archive is installed.
+
+The picker lists every checkpoint from its metadata; only the selected model is loaded here."""
 
 from __future__ import annotations
 
@@ -33,23 +35,24 @@ def model_card(entry: common.ModelEntry) -> None:
 
 
 def render() -> None:
+    selected = common.selected_model()  # loads it first: a model that fails to load is listed as unavailable
     entries = common.all_models()
-    ready = [e for e in entries if e.ckpt is not None]
+    ready = [e for e in entries if e.error is None]
     with st.sidebar:
-        if ready:
+        if selected is not None:
             names = [e.name for e in ready]
             by_name = {e.name: e for e in ready}
-            chosen = st.selectbox(
-                "Model", names, index=names.index(common.default_model(ready).name), key=common.MODEL_KEY,
+            st.selectbox(
+                "Model", names, index=names.index(selected.name), key=common.MODEL_KEY,
                 format_func=lambda n: _describe(by_name[n]),
                 help="Every checkpoint found in the checkpoint folder. The Compare page pairs conv with MLP.",
             )
-            model_card(by_name[chosen])
+            model_card(selected)
         else:
             st.warning("No trained model yet: see the page for how to train one.", icon=":material/warning:")
-        for bad in (e for e in entries if e.ckpt is None):
+        for bad in (e for e in entries if e.error is not None):
             st.caption(f":material/error: **{common.escape_markdown(bad.name)}** unavailable: "
-                       f"{common.escape_markdown(bad.error or 'unknown reason')}")
+                       f"{common.escape_markdown(bad.error)}")
         archive = common.archive_ui()
         if archive is not None:
             archive.autosave_toggle()

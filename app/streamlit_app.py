@@ -2,8 +2,10 @@
 
     streamlit run app/streamlit_app.py
 
-Sets the page config, lists the pages explicitly, draws the shared sidebar (model picker and
-model card) and runs the chosen page. The pages live in ``app/views/``: a folder named ``pages/``
+Sets the page config, lists the pages explicitly, runs the chosen page and draws the shared
+sidebar (model picker and model card). The page runs first and the sidebar is filled after it:
+the sidebar needs torch (about 2.5 s to import here), and the landing page's canvas should
+reach the browser before that, not after. The pages live in ``app/views/``: a folder named ``pages/``
 beside this file would also be run by Streamlit as a legacy multipage app, bypassing the router on a
 deep link. Models and every computation come from ``cvae_core`` through ``app.common``.
 """
@@ -11,8 +13,6 @@ deep link. Models and every computation come from ``cvae_core`` through ``app.co
 from pathlib import Path
 
 import streamlit as st
-
-from app import sidebar
 
 PAGES = Path(__file__).parent / "views"
 
@@ -27,8 +27,10 @@ def run() -> None:
     if (PAGES / "archive.py").exists():  # the archive ships separately; the app works without it
         pages.append(st.Page(PAGES / "archive.py", title="Archive", icon=":material/inventory_2:"))
     page = st.navigation(pages)
-    sidebar.render()
     page.run()
+    from app import sidebar  # imports torch: after the page's first elements are sent
+
+    sidebar.render()
 
 
 if __name__ == "__main__":

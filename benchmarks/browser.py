@@ -2,10 +2,9 @@
 
     python -m benchmarks --only browser [--quick] [--trials 20]
 
-Servers run side by side: the app (``app/streamlit_app.py``), the trivial floor app
-(``benchmarks/floor_app.py``, the same widgets with no model) and, for the slider only, the
-client-side prototype (``benchmarks/scrub_app.py``); trials alternate between them in the same
-run, so all see the same machine load. Each latency is timed inside the page: the
+Servers run side by side: the app (``app/streamlit_app.py``) and the trivial floor app
+(``benchmarks/floor_app.py``, the same widgets with no model); trials alternate between them in
+the same run, so both see the same machine load. Each latency is timed inside the page: the
 input event's own ``timeStamp`` (the stroke's pointerup, the slider's keydown) and a
 ``MutationObserver`` that takes ``performance.now()`` when the result is in the DOM; no polling
 from Python enters the number.
@@ -15,10 +14,17 @@ from Python enters the number.
   value (the canvas's own 200 ms send debounce included);
 * slider -> image: the first latent slider (``z0``) gets one ArrowRight press; the clock runs to the
   new image's ``src`` in the DOM (``changed``) and to that image decoded and ready to paint
-  (``shown``, ``img.decode()``), which is the reported number;
-* cold start: ``streamlit run`` spawned -> the canvas visible in a fresh browser context;
+  (``shown``, ``img.decode()``), which is the reported number; for the app's 2-D models the
+  picture is drawn in the browser (``app/scrub.py``) and the clock stops at its new frame;
+* cold start: ``streamlit run`` spawned -> the canvas visible in a fresh browser context, and ->
+  the first digit drawn there recognised;
 * memory: resident set (``VmRSS``, and its peak ``VmHWM``) of the server's process tree after
   every page has been opened, when all shipped models are loaded.
+
+To measure a change against the code before it in the same run, export the old tree (e.g.
+``git archive HEAD app cvae_core .streamlit | tar -x -C /tmp/before``) and set
+``CVAE_BENCH_BASELINE=/tmp/before``: its app then runs as a fourth server, ``baseline``, with the
+same checkpoints, alternated with the others in every measure.
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ from benchmarks.common import ROOT, STROKES, summarise
 
 APP = ROOT / "app" / "streamlit_app.py"
 FLOOR = Path(__file__).resolve().parent / "floor_app.py"
-SCRUB = Path(__file__).resolve().parent / "scrub_app.py"  # the client-side slider prototype
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -51,6 +56,7 @@ METRIC_LABEL = "Recognised digit"
 SLIDER = 'input[type="range"][aria-label="z0"]'  # the first latent slider (its thumb's input)
 LATENT_PATH = "latent"  # the app's pages by URL path; the Draw page is the default one
 OTHER_PATHS = ("compare", "archive")
+BASELINE_ENV = "CVAE_BENCH_BASELINE"  # a folder holding an older app/ and cvae_core/, run beside the app
 TIMEOUT_MS = 30_000  # one trial
 SETUP_TIMEOUT_MS = 180_000  # a page's first load (a busy machine can take long to serve the first run)
 
@@ -85,7 +91,7 @@ ARM_SLIDER = """() => {
     const now = performance.now();
     if (b.input === null || b.changed !== null) return;
     for (const r of records) {
-      if (r.attributeName === 'data-frame') {  // a picture drawn in the browser (benchmarks/scrub_app.py)
+      if (r.attributeName === 'data-frame') {  // a picture drawn in the browser (app/scrub.py)
         b.changed = b.done = now; obs.disconnect(); return;
       }
       const nodes = r.type === 'attributes' ? [r.target] : Array.from(r.addedNodes);
@@ -131,13 +137,17 @@ def free_port() -> int:
 
 
 def start_server(name: str, script: Path, env: dict[str, str], logs: Path, *, python: str | None = None) -> Server:
+    root = ROOT
+    if name == "baseline":  # the older tree imports its own app and cvae_core, with our checkpoints
+        root = script.parent.parent
+        env = {**env, "CVAE_CHECKPOINT_DIR": env.get("CVAE_CHECKPOINT_DIR") or str(ROOT / "checkpoints")}
     port = free_port()
     log = logs / f"{name}-{port}.log"
     cmd = [python or sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     started = time.perf_counter()
     with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
     return Server(name, script, port, proc, started, log)
 
 
@@ -266,6 +276,19 @@ def draw_trial(page: Any, digit: str, rng: random.Random) -> float:
     return r["done"] - r["input"]
 
 
+def select_every_model(page: Any) -> None:
+    """Pick each model of the sidebar's picker in turn, waiting for the page to settle each time."""
+    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    picker.wait_for(timeout=SETUP_TIMEOUT_MS)
+    picker.click()
+    count = page.get_by_role("option").count()
+    page.keyboard.press("Escape")
+    for i in range(count):
+        picker.click()
+        page.get_by_role("option").nth(i).click()
+        wait_idle(page, settle=1.0, timeout=SETUP_TIMEOUT_MS)
+
+
 def slider_trial(page: Any) -> tuple[float, float]:
     """(ms to the new image in the DOM, ms to it decoded and ready to paint) after one ArrowRight."""
     wait_idle(page)
@@ -280,15 +303,16 @@ def slider_trial(page: Any) -> tuple[float, float]:
 
 def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmup: int, seed: int = 0,
                        memory_steps: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Stroke -> digit and slider -> image for the app and the floor (and the slider of the
-    client-side prototype), one trial of each in turn, the order rotating every round."""
+    """Stroke -> digit and slider -> image for the app and the floor (and the baseline), one trial
+    of each in turn, the order rotating every round."""
     pages: dict[str, dict[str, Any]] = {
         "app": {"draw": open_page(b, servers["app"].url),
                 "slider": open_page(b, f"{servers['app'].url}/{LATENT_PATH}")},
         "floor": {"draw": open_page(b, servers["floor"].url), "slider": open_page(b, servers["floor"].url)},
     }
-    if "scrub" in servers:
-        pages["scrub"] = {"slider": open_page(b, servers["scrub"].url)}
+    if "baseline" in servers:
+        pages["baseline"] = {"draw": open_page(b, servers["baseline"].url),
+                             "slider": open_page(b, f"{servers['baseline'].url}/{LATENT_PATH}")}
     memory_steps = dict(memory_steps or {})
     for p in pages.values():
         if "draw" in p:
@@ -321,12 +345,20 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
         if key in out["app"] and key in out["floor"]:
             out[f"{key}_p95_over_floor_ms"] = round(out["app"][key]["p95"] - out["floor"][key]["p95"], 1)
     memory_steps["after the trials"] = resident_mb(servers["app"].proc.pid)
-    page = pages["app"]["draw"]
-    for path in OTHER_PATHS:  # open every page so that everything the app loads is loaded
-        page.goto(f"{servers['app'].url}/{path}", timeout=SETUP_TIMEOUT_MS)
-        page.wait_for_load_state("networkidle", timeout=SETUP_TIMEOUT_MS)
-        wait_idle(page, settle=1.0, timeout=SETUP_TIMEOUT_MS)
-        memory_steps[f"{path} page open"] = resident_mb(servers["app"].proc.pid)
+    for who in [w for w in ("app", "baseline") if w in pages]:
+        page = pages[who]["draw"]
+        for path in OTHER_PATHS:  # open every page so that everything the app loads is loaded
+            page.goto(f"{servers[who].url}/{path}", timeout=SETUP_TIMEOUT_MS)
+            page.wait_for_load_state("networkidle", timeout=SETUP_TIMEOUT_MS)
+            wait_idle(page, settle=1.0, timeout=SETUP_TIMEOUT_MS)
+            if who == "app":
+                memory_steps[f"{path} page open"] = resident_mb(servers["app"].proc.pid)
+        # Models load on first use: pick every one in the sidebar (on the latent page, which decodes
+        # with it) so that the figure is the app's memory with all shipped models loaded.
+        page.goto(f"{servers[who].url}/{LATENT_PATH}", timeout=SETUP_TIMEOUT_MS)
+        select_every_model(page)
+        if who == "app":
+            memory_steps["every model selected"] = resident_mb(servers["app"].proc.pid)
     out["memory"] = {who: resident_mb(servers[who].proc.pid) for who in servers}
     out["memory_steps"] = memory_steps
     for p in pages.values():
@@ -335,20 +367,36 @@ def interaction_trials(b: Any, servers: dict[str, Server], *, trials: int, warmu
     return out
 
 
-def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int, python: str | None = None) -> dict[str, Any]:
-    """``streamlit run`` spawned -> server healthy -> canvas visible, alternating app and floor."""
-    samples: dict[str, dict[str, list[float]]] = {a: {"healthy": [], "canvas": []} for a in ("app", "floor")}
+def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int, python: str | None = None,
+                baseline: Path | None = None) -> dict[str, Any]:
+    """``streamlit run`` spawned -> server healthy -> canvas visible -> first digit recognised (a "1"
+    drawn as soon as the canvas shows), alternating app and floor (and baseline)."""
+    scripts = {"app": APP, "floor": FLOOR}
+    if baseline is not None:
+        scripts["baseline"] = baseline
+    names = list(scripts)
+    samples: dict[str, dict[str, list[float]]] = {a: {"healthy": [], "canvas": [], "first_digit": []} for a in names}
     for i in range(trials):
-        for who in (["app", "floor"] if i % 2 == 0 else ["floor", "app"]):
-            server = start_server(who, APP if who == "app" else FLOOR, env, logs, python=python)
+        for who in names[i % len(names):] + names[: i % len(names)]:
+            server = start_server(who, scripts[who], env, logs, python=python)
             try:
                 healthy = wait_healthy(server)
                 page = open_page(b, server.url)
-                canvas_box(page, timeout=SETUP_TIMEOUT_MS)
+                box = canvas_box(page, timeout=SETUP_TIMEOUT_MS)
                 visible = time.perf_counter() - server.started
+                pts = stroke_points(box, "1", random.Random(i))
+                page.mouse.move(*pts[0])
+                page.mouse.down()
+                for x, y in pts[1:]:
+                    page.mouse.move(x, y, steps=8)
+                page.mouse.up()
+                page.locator(f'[data-testid="stMetric"]:has-text("{METRIC_LABEL}")').first.wait_for(
+                    timeout=SETUP_TIMEOUT_MS)
+                first_digit = time.perf_counter() - server.started
                 page.context.close()
                 samples[who]["healthy"].append(healthy)
                 samples[who]["canvas"].append(visible)
+                samples[who]["first_digit"].append(first_digit)
             finally:
                 stop_server(server)
     return {who: {k: summarise(v, scale=1.0) for k, v in s.items()} for who, s in samples.items()}
@@ -362,12 +410,15 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
         return {"skipped": f"{APP.relative_to(ROOT)} does not exist yet"}
     trials = trials or (3 if quick else 16)
     cold_trials = cold_trials or (1 if quick else 5)
+    baseline = os.environ.get(BASELINE_ENV)
+    baseline_app = Path(baseline).resolve() / "app" / "streamlit_app.py" if baseline else None
     with tempfile.TemporaryDirectory(prefix="cvae-bench-browser-") as tmp, browser() as b:
         logs = Path(tmp)
         env = server_env(logs)
         servers = {"app": start_server("app", APP, env, logs, python=python),
-                   "floor": start_server("floor", FLOOR, env, logs, python=python),
-                   "scrub": start_server("scrub", SCRUB, env, logs, python=python)}
+                   "floor": start_server("floor", FLOOR, env, logs, python=python)}
+        if baseline_app is not None:
+            servers["baseline"] = start_server("baseline", baseline_app, env, logs, python=python)
         try:
             for s in servers.values():
                 wait_healthy(s)
@@ -376,7 +427,7 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
         finally:
             for s in servers.values():
                 stop_server(s)
-        out["cold_start"] = cold_starts(b, env, logs, trials=cold_trials, python=python)
+        out["cold_start"] = cold_starts(b, env, logs, trials=cold_trials, python=python, baseline=baseline_app)
         out["cold_start_trials"] = cold_trials
         out["server_python"] = python or sys.executable
     app, floor = out.get("app", {}), out.get("floor", {})

@@ -14,15 +14,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cvae_core.checkpoints import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
-from cvae_core.inference import DEFAULT_K
+from app import catalogue
+from app.catalogue import ModelEntry
+from cvae_core.checkpoints import checkpoint_dir, list_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
@@ -138,43 +138,20 @@ def profile_top(fn: Callable[[], Any], *, calls: int = 5, top: int = 8) -> list[
     ]
 
 
-@dataclass
-class Shipped:
-    """One shipped checkpoint, loaded in eval mode."""
-
-    name: str
-    ckpt: Checkpoint
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.ckpt.model
-
-    @property
-    def arch(self) -> str:
-        return self.ckpt.config.arch
-
-    @property
-    def latent_dim(self) -> int:
-        return self.ckpt.config.latent_dim
-
-    @property
-    def k(self) -> int:
-        """Importance samples per label as the app uses them (the evaluation's K, else the default)."""
-        return int((self.ckpt.meta.get("evaluation") or {}).get("k", DEFAULT_K))
+Shipped = ModelEntry  # a shipped checkpoint, loaded: the app's own entry, so both pair models alike
+partner = catalogue.partner  # (models, entry): the other architecture, at the same latent size if any
 
 
 def shipped_models(folder: Path | None = None) -> list[Shipped]:
-    """Every checkpoint in the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``)."""
+    """Every checkpoint in the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), loaded."""
     paths = list_checkpoints(folder or checkpoint_dir())
     if not paths:
         raise SystemExit(f"no checkpoints in {folder or checkpoint_dir()}; train some first (python -m cvae_core.train)")
-    return [Shipped(p.stem, load_checkpoint(p)) for p in paths]
-
-
-def partner(models: list[Shipped], entry: Shipped) -> Shipped | None:
-    """The model of the other architecture, at the same latent size when there is one (as the app pairs them)."""
-    others = sorted((m for m in models if m.arch != entry.arch), key=lambda m: (m.latent_dim != entry.latent_dim, m.name))
-    return others[0] if others else None
+    models = [catalogue.load(catalogue.describe(p)) for p in paths]
+    broken = [f"{m.name}: {m.error}" for m in models if m.ckpt is None]
+    if broken:
+        raise SystemExit("cannot load " + "; ".join(broken))
+    return models
 
 
 # Single-stroke digits in canvas fractions (x, y), the shapes the browser benchmark draws too.

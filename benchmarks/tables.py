@@ -41,10 +41,8 @@ def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     if b.get("slider_p95_over_floor_ms") is not None:
         add("slider -> image p95 over the floor", b["slider_p95_over_floor_ms"], "app",
             f"app {b['app']['slider']['p95']:.0f} ms, floor {floor['slider']['p95']:.0f} ms")
-        add("slider -> image p95 (stretch)", b["app"]["slider"]["p95"], "app")
-    if _get(b, "scrub", "slider", "p95") is not None:
-        add("slider -> image p95 (stretch)", b["scrub"]["slider"]["p95"], "scrub_app prototype",
-            "images decoded on the server, picked in the browser")
+        add("slider -> image p95 (stretch)", b["app"]["slider"]["p95"], "app",
+            "2-D model: images decoded ahead on the server, picked in the browser")
     cold = _get(b, "cold_start", "app", "canvas", "p95")
     add("cold start p95", cold, "app", f"floor {_get(b, 'cold_start', 'floor', 'canvas', 'p95')} s")
     add("resident memory", _get(b, "memory", "app", "rss_mb"), "app",
@@ -77,8 +75,11 @@ def _pp(s: dict[str, float] | None) -> str:
 
 
 def latency_table(section: dict[str, Any]) -> str:
-    cols = ["preprocess", "classify", "reconstruct", "decode", "grid_20x20", "draw_pipeline", "app_rerun"]
-    head = ["model", "K", *[c.replace("_", " ") for c in cols]]
+    cols = ["preprocess", "preprocess_array", "classify", "read", "reconstruct", "decode", "grid_20x20",
+            "draw_pipeline", "app_rerun"]
+    names = {"preprocess": "preprocess (canvas PNG)", "preprocess_array": "preprocess (canvas array)",
+             "read": "read (all of one model)"}
+    head = ["model", "K", *[names.get(c, c.replace("_", " ")) for c in cols]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, r in section["models"].items():
         lines.append(f"| {model} | {section['k'][model]} | " + " | ".join(_pp(r.get(c)) for c in cols) + " |")
@@ -93,10 +94,27 @@ def latency_table(section: dict[str, Any]) -> str:
                 note += (f"; channels-last: classify {_pp(w['channels_last']['classify'])}, 20x20 grid "
                          f"{_pp(w['channels_last']['grid_20x20'])}")
             notes.append(note + ".")
+        v = r.get("variants") or {}
+        parts = []
+        if "draw_pipeline" in v:
+            parts.append(f"draw pipeline through read {_pp(v['draw_pipeline'].get('read'))} vs the separate helpers "
+                         f"{_pp(v['draw_pipeline'].get('separate_helpers'))}")
+        for call, t in (v.get("threads") or {}).items():
+            parts.append(f"{call.replace('_', ' ')} on all cores {_pp(t.get('all_cores'))} vs one thread "
+                         f"{_pp(t.get('one_thread'))}")
+        for call, t in (v.get("layout") or {}).items():
+            parts.append(f"{call.replace('_', ' ')} NCHW {_pp(t.get('nchw'))} vs channels-last {_pp(t.get('channels_last'))}")
+        if parts:
+            notes.append(f"- {model}, variants alternated in one run (ms): " + "; ".join(parts) + ".")
         for case, ops in (r.get("profiles") or {}).items():
             top = ", ".join(f"{o['op']} {o['share_percent']:g} %" for o in ops[:4])
             notes.append(f"- {model} {case.replace('_', ' ')}, where the time goes (torch.profiler, self CPU): {top}.")
     text = "ms, p50 / p95:\n\n" + "\n".join(lines)
+    pre = section.get("preprocess") or {}
+    if pre:
+        text += ("\n\nPreprocessing alone (ms, p50 / p95): the canvas as PNG " + _pp(pre.get("canvas_png"))
+                 + ", as its RGBA array " + _pp(pre.get("canvas_array")) + ", a 3000 px JPEG photo "
+                 + _pp(pre.get("photo_jpeg_3000")) + ", a 2000 px PNG " + _pp(pre.get("photo_png_2000")) + ".")
     if notes:
         text += "\n\nOver a target: candidate fixes (ms, p50 / p95) and profiles:\n\n" + "\n".join(notes)
     return text
@@ -108,19 +126,19 @@ def browser_table(b: dict[str, Any]) -> str:
     rows = [("stroke released -> digit shown", "draw", "ms"),
             ("slider key -> new image in the DOM", "slider_dom", "ms"),
             ("slider key -> new image decoded", "slider", "ms")]
-    lines = ["| measure | app p50 / p95 | floor p50 / p95 | client-side prototype p50 / p95 |", "|---|---|---|---|"]
+    lines = ["| measure | app p50 / p95 | floor p50 / p95 |", "|---|---|---|"]
     for label, key, unit in rows:
-        lines.append(f"| {label} ({unit}) | {_pp(_get(b, 'app', key))} | {_pp(_get(b, 'floor', key))} | "
-                     f"{_pp(_get(b, 'scrub', key))} |")
+        lines.append(f"| {label} ({unit}) | {_pp(_get(b, 'app', key))} | {_pp(_get(b, 'floor', key))} |")
     cs = b.get("cold_start") or {}
     lines.append(f"| cold start: spawn -> canvas visible (s) | {_pp(_get(cs, 'app', 'canvas'))} | "
                  f"{_pp(_get(cs, 'floor', 'canvas'))} | |")
+    lines.append(f"| cold start: spawn -> first drawn digit recognised (s) | {_pp(_get(cs, 'app', 'first_digit'))} | "
+                 f"{_pp(_get(cs, 'floor', 'first_digit'))} | |")
     lines.append(f"| cold start: spawn -> server healthy (s) | {_pp(_get(cs, 'app', 'healthy'))} | "
                  f"{_pp(_get(cs, 'floor', 'healthy'))} | |")
     mem = b.get("memory") or {}
     lines.append(f"| resident memory, every page opened (MB) | {_get(mem, 'app', 'rss_mb')} "
-                 f"(peak {_get(mem, 'app', 'peak_rss_mb')}) | {_get(mem, 'floor', 'rss_mb')} | "
-                 f"{_get(mem, 'scrub', 'rss_mb')} |")
+                 f"(peak {_get(mem, 'app', 'peak_rss_mb')}) | {_get(mem, 'floor', 'rss_mb')} |")
     steps = b.get("memory_steps") or {}
     if steps:
         lines.append("")

@@ -5,11 +5,17 @@ log p(x | y) is estimated by importance sampling with K draws from q(z | x, y)
 (the IWAE bound of Burda et al., 2016), and p(y | x) = softmax_y(log p(x | y)) under a uniform
 prior over the ten labels. The reconstruction term uses the same Bernoulli convention as the
 training loss, so these are log-likelihoods in that convention, in nats.
+
+``read`` is what a page showing one input needs (class probabilities, the posterior under the
+recognised label, its reconstruction and its restyle under every label) from classify's own
+encoder pass plus one decoder pass. Every helper runs under ``torch.inference_mode`` and puts the
+model in eval mode with channels-last convolution weights (``_ready``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +28,17 @@ _LOG_2PI = math.log(2 * math.pi)
 _MAX_DECODES = 16384  # images decoded per chunk, bounds peak memory of classify()
 
 
-def _device(model: CVAE) -> torch.device:
+def _ready(model: CVAE) -> torch.device:
+    """Put ``model`` in inference form and return its device: eval mode, and convolution weights
+    channels-last (NHWC), once. On CPU, oneDNN runs NHWC convolutions without the layout copies
+    that NCHW costs it (up to 60 % of a conv model's time; ``benchmarks/latency.py``); outputs
+    agree with NCHW to float rounding (``tests/test_models.py``). Like ``eval()``, this changes
+    the model it is given, which is what a model loaded for inference wants."""
+    model.eval()
+    if any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()):
+        # Outside inference mode: weights made inside it could never be trained again.
+        with torch.inference_mode(False), torch.no_grad():
+            model.to(memory_format=torch.channels_last)
     return next(model.parameters()).device
 
 
@@ -32,13 +48,17 @@ def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def log_likelihoods(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None) -> Tensor:
-    """Importance-weighted estimates of log p(x | y) for every label: (B, classes) in nats."""
-    model.eval()
-    x = x.to(_device(model))
+def _posteriors(
+    model: CVAE, x: Tensor, *, k: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """q(z | x, y) for every label and the importance-weighted log p(x | y): mean and log-variance
+    (B, classes, D), log-likelihoods (B, classes). One encoder pass of B * classes images and one
+    decoder pass of K * B * classes codes per chunk."""
+    dev = _ready(model)
+    x = x.to(dev)
     classes, d = model.config.num_classes, model.config.latent_dim
     per_chunk = max(1, _MAX_DECODES // (classes * k))
-    out = []
+    means, logvars, log_px = [], [], []
     for xb in x.split(per_chunk):
         b = xb.shape[0]
         xs = xb.repeat_interleave(classes, 0)  # (b*C, 1, H, W): each image under every label
@@ -53,8 +73,15 @@ def log_likelihoods(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: to
         log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
         log_qz = -0.5 * (eps.pow(2) + _LOG_2PI + logvar).sum(-1)
         log_w = log_px_z + log_pz - log_qz
-        out.append((torch.logsumexp(log_w, 0) - math.log(k)).view(b, classes))
-    return torch.cat(out)
+        log_px.append((torch.logsumexp(log_w, 0) - math.log(k)).view(b, classes))
+        means.append(mean.view(b, classes, d))
+        logvars.append(logvar.view(b, classes, d))
+    return torch.cat(means), torch.cat(logvars), torch.cat(log_px)
+
+
+def log_likelihoods(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None) -> Tensor:
+    """Importance-weighted estimates of log p(x | y) for every label: (B, classes) in nats."""
+    return _posteriors(model, x, k=k, generator=generator)[2]
 
 
 def classify(
@@ -65,11 +92,52 @@ def classify(
     return torch.softmax(log_px, dim=1), log_px
 
 
+@dataclass
+class Reading:
+    """Everything the draw page shows for a batch of images (B, 1, H, W), on the CPU."""
+
+    probs: Tensor  # (B, classes) p(y | x)
+    log_px: Tensor  # (B, classes) log p(x | y) in nats
+    labels: Tensor  # (B,) the recognised label, argmax of probs
+    mean: Tensor  # (B, D) posterior mean under the recognised label
+    std: Tensor  # (B, D) posterior standard deviation under it
+    restyled: Tensor  # (B, classes, H, W) the mean decoded under every label, in [0, 1]
+
+    @property
+    def recon(self) -> Tensor:
+        """The reconstruction under the recognised label: (B, H, W)."""
+        return self.restyled[torch.arange(len(self.labels)), self.labels]
+
+
+@torch.inference_mode()
+def read(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None) -> Reading:
+    """Classify, encode, reconstruct and restyle in one go: what ``classify`` + ``encode`` +
+    ``reconstruct`` + ``restyle`` give, from classify's own passes plus one decoder pass.
+
+    The encoder already ran under every label to classify, so the posterior under the recognised
+    label is picked from it; the reconstruction is the restyle under that label.
+    """
+    mean, logvar, log_px = _posteriors(model, x, k=k, generator=generator)
+    labels = log_px.argmax(1)  # (B,)
+    rows = torch.arange(len(labels), device=labels.device)
+    m, lv = mean[rows, labels], logvar[rows, labels]  # (B, D)
+    classes = model.config.num_classes
+    ys = torch.arange(classes, device=m.device).repeat(len(labels))  # (B*C,)
+    restyled = decode(model, m.repeat_interleave(classes, 0), ys)  # (B*C, H, W)
+    return Reading(
+        probs=torch.softmax(log_px, dim=1).cpu(),
+        log_px=log_px.cpu(),
+        labels=labels.cpu(),
+        mean=m.cpu(),
+        std=torch.exp(0.5 * lv).cpu(),
+        restyled=restyled.view(len(labels), classes, *restyled.shape[1:]),
+    )
+
+
 @torch.inference_mode()
 def reconstruct(model: CVAE, x: Tensor, y: Tensor) -> Tensor:
     """Decode the posterior mean of each image under label ``y``: (B, H, W) in [0, 1]."""
-    model.eval()
-    dev = _device(model)
+    dev = _ready(model)
     mean, _ = model.encode(x.to(dev), y.to(dev))
     return torch.sigmoid(model.decode_logits(mean, y.to(dev)))[:, 0].cpu()
 
@@ -77,8 +145,7 @@ def reconstruct(model: CVAE, x: Tensor, y: Tensor) -> Tensor:
 @torch.inference_mode()
 def encode(model: CVAE, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Posterior mean and standard deviation, each (B, latent_dim)."""
-    model.eval()
-    dev = _device(model)
+    dev = _ready(model)
     mean, logvar = model.encode(x.to(dev), y.to(dev))
     return mean.cpu(), torch.exp(0.5 * logvar).cpu()
 
@@ -86,8 +153,7 @@ def encode(model: CVAE, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 @torch.inference_mode()
 def decode(model: CVAE, z: Tensor, y: Tensor) -> Tensor:
     """Latent codes (N, latent_dim) and labels (N,) or label weights (N, classes) -> (N, H, W)."""
-    model.eval()
-    dev = _device(model)
+    dev = _ready(model)
     return torch.sigmoid(model.decode_logits(z.to(dev, torch.float32), y.to(dev)))[:, 0].cpu()
 
 

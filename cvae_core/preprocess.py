@@ -9,12 +9,14 @@ its first frame (what a viewer that does not animate shows). EXIF orientation is
 16-bit greyscale keeps its full range; alpha is composited onto a background that contrasts
 with the ink, so a digit drawn only in the alpha channel survives.
 
-Preparation (``prepare_*``), in the spirit of MNIST: greyscale -> uneven lighting removed (a
-smooth surface fitted to the paper) -> polarity detected so the digit is light on dark -> ink
-found above the noise, specks dropped -> crop to the ink -> strokes thickened when they would
-be thinner than MNIST's at its scale (a pen line in a phone photo) -> scale to fit a 20x20 box
-keeping the aspect ratio -> placed in 28x28 with its centre of mass where MNIST's sit, (14, 14),
-within a pixel of the middle (13.5, 13.5).
+Preparation (``prepare_*``), in the spirit of MNIST: greyscale (a large image box-reduced first,
+while still 8-bit) -> uneven lighting removed (a smooth surface fitted to the paper) -> polarity
+detected so the digit is light on dark -> ink found above the noise, specks dropped (these steps
+on a copy of at most ``DETECT_SIDE`` pixels a side, for speed) -> crop to the ink (at up to
+``ANALYSIS_SIDE``, for sharp edges) -> strokes thickened when they would be thinner than MNIST's
+at its scale (a pen line in a phone photo) -> scale to fit a 20x20 box keeping the aspect ratio
+-> placed in 28x28 with its centre of mass where MNIST's sit, (14, 14), within a pixel of the
+middle (13.5, 13.5).
 
 Every failure raises ``InputError`` whose message is meant for a person; for bad input nothing
 else escapes, and every tensor returned is finite, (1, 1, 28, 28) and within [0, 1].
@@ -23,7 +25,9 @@ else escapes, and every tensor returned is finite, (1, 1, 28, 28) and within [0,
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -39,7 +43,8 @@ MAX_BYTES = 5 * 1024 * 1024
 MAX_SIDE = 4096  # pixels a side; checked from the header before decoding
 MIN_SIDE = 8
 MAX_ASPECT = 20.0
-ANALYSIS_SIDE = 320  # the image is area-reduced to this before the ink is looked for
+ANALYSIS_SIDE = 320  # the image is area-reduced to this before the digit is cut out...
+DETECT_SIDE = 112  # ...and to at most this (4x MNIST's field) by whole steps, to look for the ink
 DECODE_SIDE = 1024  # large JPEGs are decoded at a reduced scale, never below this
 FINE = 5  # the digit is repaired and centred at 5x the output scale, then area-reduced
 WORK_SIDE = BOX * FINE  # the ink crop is resampled to this for stroke repair
@@ -50,6 +55,7 @@ MIN_SNR = 6.0  # ...and this many noise standard deviations
 MIN_EXTENT = 0.03  # the ink must span this fraction of the image's longer side
 NOISE_SIGMA = 0.04  # a background this noisy makes "no digit" a "noise" message
 MAX_PIECES = 12  # a digit is one to a few strokes; many separate pieces are a texture
+_AVERAGEABLE = ("L", "LA", "RGB", "RGBA", "I", "F")  # Pillow modes whose pixels may be box-averaged
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
 
 _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
@@ -224,8 +230,11 @@ def _luminance_and_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | Non
     has_alpha = "A" in mode or "a" in mode or "transparency" in img.info
     try:
         if has_alpha:
-            img = img.convert("RGBA")  # also resolves a palette's or a colour key's transparency
-            alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
+            if img.mode != "RGBA":
+                img = img.convert("RGBA")  # also resolves a palette's or a colour key's transparency
+            channel = img.getchannel("A")
+            opaque = channel.getextrema()[0] == 255  # as a drawing canvas sends it: nothing to composite
+            alpha = None if opaque else np.asarray(channel, dtype=np.float32) / 255.0
             return np.asarray(img.convert("L"), dtype=np.float32) / 255.0, alpha
         return np.asarray(img.convert("L"), dtype=np.float32) / 255.0, None
     except (ValueError, OSError) as e:
@@ -274,9 +283,11 @@ def prepare_array(arr: np.ndarray) -> Prepared:
         raise InputError(f"The image is {w}x{h} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}.")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError("The image data contains invalid values (NaN or infinity).")
+    if arr.dtype == np.uint8 and max(h, w) >= 2 * ANALYSIS_SIDE:  # a photo: reduced while still 8-bit
+        arr = np.asarray(_reduce_early(Image.fromarray(arr[..., 0] if arr.shape[2:] == (1,) else arr)))
     # Channel by channel, so that a large array costs a few greyscale planes of memory, not more.
     planes = [_unit_plane(arr, c) for c in range(arr.shape[2])] if arr.ndim == 3 else [_unit_plane(arr, None)]
-    lum = sum(w * p for w, p in zip(_LUMA, planes, strict=False)) if len(planes) >= 3 else planes[0]
+    lum = _LUMA[0] * planes[0] + _LUMA[1] * planes[1] + _LUMA[2] * planes[2] if len(planes) >= 3 else planes[0]
     alpha = planes[-1] if len(planes) in (2, 4) else None
     data = composite(lum.astype(np.float32), alpha)
     return _mnistify(data)
@@ -291,7 +302,7 @@ def _unit_plane(arr: np.ndarray, channel: int | None) -> np.ndarray:
     if arr.dtype.kind == "b":
         return plane.astype(np.float32)
     if arr.dtype == np.uint8:
-        return plane.astype(np.float32) / 255.0
+        return plane * np.float32(1 / 255)  # float32, in one pass
     if arr.dtype == np.uint16:
         return plane.astype(np.float32) / 65535.0
     top = max(float(arr.max()), 0.0)
@@ -311,7 +322,23 @@ def prepare_image(img: Image.Image) -> Prepared:
     """A decoded Pillow image of any mode -> Prepared."""
     if max(img.size) > MAX_SIDE:
         raise InputError(f"The image is {img.size[0]}x{img.size[1]} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}.")
-    return _mnistify(composite(*_luminance_and_alpha(img)))
+    return _mnistify(composite(*_luminance_and_alpha(_reduce_early(img))))
+
+
+def _reduce_early(img: Image.Image) -> Image.Image:
+    """A large image box-reduced by a whole factor, to between one and two ``ANALYSIS_SIDE``s,
+    before its pixels are converted: a 4000-pixel photo then costs about what a 500-pixel one
+    does. Modes whose values cannot be averaged (palettes, colour keys) and shapes that
+    ``_mnistify`` refuses (its message gives the original size) are left as they are."""
+    w, h = img.size
+    f = max(w, h) // ANALYSIS_SIDE
+    if f < 2 or img.mode not in _AVERAGEABLE or "transparency" in img.info:
+        return img
+    if min(w, h) // f < MIN_SIDE or max(w, h) / min(w, h) > MAX_ASPECT:
+        return img
+    if img.mode in ("LA", "RGBA"):  # averaged premultiplied: what comes out composites as the mean would
+        return img.convert(img.mode[:-1] + "a").reduce(f).convert(img.mode)
+    return img.reduce(f)
 
 
 def prepare_bytes(data: bytes) -> Prepared:
@@ -336,24 +363,32 @@ def _fit_side(arr: np.ndarray, side: int, resample: Image.Resampling = Image.Res
 
 def _blur(arr: np.ndarray) -> np.ndarray:
     """A small separable Gaussian (sigma 1 pixel) with edge padding."""
-    k = np.array([0.054, 0.244, 0.403, 0.244, 0.054], dtype=np.float32)
-    out = arr
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (2, 2)
-        p = np.pad(out, pad, mode="edge")
-        n = out.shape[axis]
-        out = sum(k[i] * np.take(p, np.arange(i, i + n), axis=axis) for i in range(5))
-    return out
+    k0, k1, k2 = np.float32(0.054), np.float32(0.244), np.float32(0.403)  # symmetric 5-tap kernel
+    p = np.pad(arr, 2, mode="edge")
+    h, w = arr.shape
+    rows = k0 * (p[:, :w] + p[:, 4:]) + k1 * (p[:, 1 : w + 1] + p[:, 3 : w + 3]) + k2 * p[:, 2 : w + 2]  # (h+4, w)
+    return k0 * (rows[:h] + rows[4:]) + k1 * (rows[1 : h + 1] + rows[3 : h + 3]) + k2 * rows[2 : h + 2]
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (linear interpolation) by a partial sort: without its fixed
+    overhead, which dominates on the small arrays used here."""
+    flat = values.ravel()
+    pos = q * (flat.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, flat.size - 1)
+    part = np.partition(flat, (lo, hi))
+    return float(part[lo]) + (float(part[hi]) - float(part[lo])) * (pos - lo)
 
 
 def _mad_sigma(values: np.ndarray) -> float:
     """Robust standard deviation (median absolute deviation, scaled for a normal law)."""
-    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    return 1.4826 * _quantile(np.abs(values - np.float32(_quantile(values, 0.5))), 0.5)
 
 
 def _background(grey: np.ndarray) -> np.ndarray:
-    """A smooth surface through the paper: uneven lighting, vignetting and a tinted sheet.
+    """The 6 coefficients of a smooth surface through the paper (uneven lighting, vignetting, a
+    tinted sheet); ``_surface`` evaluates it.
 
     A quadratic in x and y is fitted to the medians of an 8x8 grid of blocks by iteratively
     re-weighted least squares, starting from the border (usually paper); blocks covered by ink
@@ -364,26 +399,49 @@ def _background(grey: np.ndarray) -> np.ndarray:
     bh, bw = h // gy, w // gx
     blocks = grey[: gy * bh, : gx * bw].reshape(gy, bh, gx, bw).transpose(0, 2, 1, 3).reshape(gy, gx, -1)
     med = np.median(blocks, axis=2).ravel()
+    design, edge = _block_design(gy, gx)
+    fitted = np.full_like(med, _quantile(med[edge], 0.5))
+    coef = np.zeros(6)
+    coef[0] = fitted[0]
+    used = None
+    for _ in range(4):
+        res = med - fitted
+        inliers = np.abs(res) <= max(3.0 * _mad_sigma(res), 0.02)
+        count = int(inliers.sum())
+        terms = 6 if count >= 12 else 3 if count >= 6 else 1
+        if count < 1 or (used is not None and np.array_equal(inliers, used)):
+            break  # no inliers, or the same as last time: the fit would not change
+        used = inliers
+        coef = np.zeros(6)
+        coef[:terms] = np.linalg.lstsq(design[inliers, :terms], med[inliers], rcond=None)[0]
+        fitted = design @ coef
+    return coef
+
+
+@functools.cache
+def _block_design(gy: int, gx: int) -> tuple[np.ndarray, np.ndarray]:
+    """For a gy x gx grid of blocks: the quadratic's terms at the block centres (gy * gx, 6) and
+    which blocks are on the border (gy * gx,). Read-only, shared between calls."""
     yy, xx = np.meshgrid((np.arange(gy) + 0.5) / gy - 0.5, (np.arange(gx) + 0.5) / gx - 0.5, indexing="ij")
     yy, xx = yy.ravel(), xx.ravel()
     design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], axis=1)
     edge = (np.abs(yy) == np.abs(yy).max()) | (np.abs(xx) == np.abs(xx).max())
-    fitted = np.full_like(med, np.median(med[edge]))
-    coef = np.zeros(6)
-    coef[0] = fitted[0]
-    for _ in range(4):
-        res = med - fitted
-        inliers = np.abs(res) <= max(3.0 * _mad_sigma(res), 0.02)
-        terms = 6 if inliers.sum() >= 12 else 3 if inliers.sum() >= 6 else 1
-        if inliers.sum() < 1:
-            break
-        coef = np.zeros(6)
-        coef[:terms] = np.linalg.lstsq(design[inliers, :terms], med[inliers], rcond=None)[0]
-        fitted = design @ coef
-    y = ((np.arange(h) + 0.5) / h - 0.5)[:, None]
-    x = ((np.arange(w) + 0.5) / w - 0.5)[None, :]
+    design.flags.writeable = edge.flags.writeable = False
+    return design, edge
+
+
+def _surface(coef: np.ndarray, h: int, w: int, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+    """The fitted background over an h x w image (or its ``rows`` x ``cols`` window), float32.
+
+    Coordinates are fractions of the image, so a fit made at one scale applies at any other.
+    """
+    y = ((np.arange(h)[rows] + 0.5) / h - 0.5)[:, None]
+    x = ((np.arange(w)[cols] + 0.5) / w - 0.5)[None, :]
     c = coef
-    return (c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * y * y + c[5] * x * y).astype(np.float32)
+    # Separably: (terms in y alone) + (terms in x alone) + x * (the cross term's slope in y).
+    in_y = (c[0] + c[2] * y + c[4] * y * y).astype(np.float32)  # (h, 1)
+    in_x = (c[1] * x + c[3] * x * x).astype(np.float32)  # (1, w)
+    return in_y + in_x + (c[5] * y).astype(np.float32) * x.astype(np.float32)
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -392,7 +450,9 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Works on horizontal runs of ink (a few per row for a digit) with union-find.
     """
     h, w = mask.shape
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = padded[:, 1:] - padded[:, :-1]  # +1 where a run starts, -1 just after it ends
     rows, starts = np.nonzero(edges == 1)
     ends = np.nonzero(edges == -1)[1]  # exclusive; runs come out sorted by row, then column
     parent = list(range(len(rows)))
@@ -403,10 +463,10 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             i = parent[i]
         return i
 
-    first = np.searchsorted(rows, np.arange(h + 1))
+    first = np.searchsorted(rows, np.arange(h + 1)).tolist()
     starts_l, ends_l = starts.tolist(), ends.tolist()  # Python ints: fast in the loop below
     for r in range(1, h):
-        i, i_end, j, j_end = int(first[r - 1]), int(first[r]), int(first[r]), int(first[r + 1])
+        i, i_end, j, j_end = first[r - 1], first[r], first[r], first[r + 1]
         while i < i_end and j < j_end:
             if starts_l[j] <= ends_l[i] and starts_l[i] <= ends_l[j]:  # touching, diagonals included
                 a, b = root(i), root(j)
@@ -427,15 +487,22 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _disk_max(arr: np.ndarray, radius: int) -> np.ndarray:
-    """Grey-level dilation by a disk (a round pen tip), on an array padded by ``radius``."""
+    """Grey-level dilation by a disk (a round pen tip), on an array padded by ``radius``.
+
+    Row by row of the disk: a horizontal running maximum of each half-width the disk has, then
+    one shifted maximum per row, so the cost grows with the radius, not its square.
+    """
     p = np.pad(arr, radius)
     h, w = p.shape
-    q = np.pad(p, radius)
+    q = np.pad(p, radius)  # (h + 2r, w + 2r)
+    reach = [math.isqrt(radius * radius + radius - dy * dy) for dy in range(radius + 1)]  # half-width at row dy
+    spans = [q]  # spans[a][:, j] = max of q[:, j : j + 2a + 1]
+    for a in range(1, reach[0] + 1):
+        spans.append(np.maximum(np.maximum(spans[a - 1][:, 1:-1], q[:, : -2 * a]), q[:, 2 * a :]))
     out = p.copy()
     for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            if dy * dy + dx * dx <= radius * radius + radius:
-                out = np.maximum(out, q[radius + dy : radius + dy + h, radius + dx : radius + dx + w])
+        a = reach[abs(dy)]
+        out = np.maximum(out, spans[a][radius + dy : radius + dy + h, radius - a : radius - a + w])
     return out
 
 
@@ -460,13 +527,20 @@ def _mnistify(grey: np.ndarray) -> Prepared:
         raise InputError(f"The image is {w}x{h} pixels; it needs to be at least {MIN_SIDE}x{MIN_SIDE} to hold a digit.")
     if max(h, w) / min(h, w) > MAX_ASPECT:
         raise InputError(f"The image is {w}x{h} pixels, too long and thin to hold one digit.")
-    grey = np.clip(grey.astype(np.float32), 0.0, 1.0)
     if max(h, w) > ANALYSIS_SIDE:
-        grey = _fit_side(grey, ANALYSIS_SIDE)
+        grey = _fit_side(grey, ANALYSIS_SIDE)  # area averaging: a grey level in [0, 1] stays there
+    grey = np.clip(grey.astype(np.float32), 0.0, 1.0)
+    h, w = grey.shape
+    # The digit is looked for in a coarser copy (each pixel the mean of step x step) and cut out of
+    # this one, so the search costs a few times less and the cut keeps its sharp edges.
+    step = max(1, min(math.ceil(max(h, w) / DETECT_SIDE), min(h, w) // MIN_SIDE))
+    coarse = np.asarray(Image.fromarray(grey, mode="F").reduce(step)) if step > 1 else grey  # last boxes partial
+    hc, wc = coarse.shape
 
     # Flatten the lighting, then decide polarity: the ink is the side (darker or lighter than the
     # paper) with more mass beyond the noise.
-    resid = grey - _background(grey)
+    coef = _background(coarse)
+    resid = coarse - _surface(coef, hc, wc)
     noise = _mad_sigma(resid)
     t = max(3.0 * noise, 0.02)
     darker = float(np.maximum(-resid - t, 0).sum())
@@ -484,25 +558,33 @@ def _mnistify(grey: np.ndarray) -> Prepared:
     big = np.nonzero(sizes >= max(0.08 * sizes.max(), 2))[0]
     if big.size == 0:  # single isolated pixels only
         raise _no_digit(max(noise, sigma))
-    keep = np.isin(labels, big)
+    chosen = np.zeros(len(sizes) + 1, dtype=bool)  # the last entry is for label -1, off the mask
+    chosen[big] = True
+    keep = chosen[labels]
     if len(big) > MAX_PIECES or (sizes.max() < 0.5 * mask.sum() and keep.sum() < 0.6 * mask.sum()):
         raise _no_digit(max(noise, NOISE_SIGMA))  # ink scattered all over: noise or texture
-    level = float(np.percentile(ink[keep], 90))
+    level = _quantile(ink[keep], 0.9)
     if level < MIN_CONTRAST or level < MIN_SNR * sigma:
         raise _no_digit(max(noise, sigma))
-    if _extent(labels == int(np.argmax(sizes))) < MIN_EXTENT * max(grey.shape):
+    if _extent(labels == int(np.argmax(sizes))) < MIN_EXTENT * max(hc, wc):
         if max(noise, sigma) >= NOISE_SIGMA:
             raise _no_digit(max(noise, sigma))  # specks of noise, no stroke
         raise InputError("The mark is too small to be a digit. Please draw a larger digit, or crop the photo closer.")
 
-    # Ink as MNIST has it: 0 away from the strokes, 1 in their core, soft edges.
-    support = _disk_max(keep.astype(np.float32), 2)[2:-2, 2:-2] > 0
+    # Ink as MNIST has it: 0 away from the strokes, 1 in their core, soft edges; at the fine scale,
+    # within the window of the coarse support.
+    support = _disk_max(keep, 2)[2:-2, 2:-2]  # boolean: the dilation of a mask is a mask
+    r0, r1, c0, c1 = _bounds(support)
+    rows, cols = slice(r0 * step, min(r1 * step, h)), slice(c0 * step, min(c1 * step, w))
+    near = support[r0:r1, c0:c1].repeat(step, 0).repeat(step, 1)
+    near = near[: rows.stop - rows.start, : cols.stop - cols.start]
+    fine = grey[rows, cols] - _surface(coef, h, w, rows, cols)
     floor = min(2.0 * noise, 0.5 * level)
-    norm = np.clip((ink - floor) / (level - floor), 0.0, 1.0) * support
-    rows, cols = np.nonzero(norm > 0.1)
-    if rows.size == 0:
+    norm = np.clip(((-fine if inverted else fine) - floor) / (level - floor), 0.0, 1.0) * near
+    box = _bounds(norm > 0.1)
+    if box is None:
         raise _no_digit(noise)
-    crop = norm[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    crop = norm[box[0] : box[1], box[2] : box[3]]
     if max(crop.shape) < 3.0 * _stroke_width(crop):
         raise InputError("Only a dot or blob was found, not a digit. Please draw a digit.")
 
@@ -512,7 +594,7 @@ def _mnistify(grey: np.ndarray) -> Prepared:
     work = _fit_side(crop, WORK_SIDE, Image.Resampling.BOX if reducing else Image.Resampling.BILINEAR)
     work = np.clip(work, 0.0, None)
     bright = work > 0.05
-    peak = float(np.percentile(work[bright], 99)) if bright.any() else 0.0
+    peak = _quantile(work[bright], 0.99) if bright.any() else 0.0
     if not peak > 0.0:
         raise _no_digit(noise)
     work = np.clip(work / peak, 0.0, 1.0)
@@ -520,19 +602,25 @@ def _mnistify(grey: np.ndarray) -> Prepared:
     target = TARGET_STROKE * FINE
     if width < 0.55 * target:  # thinner than all but ~1% of MNIST digits
         work = _disk_max(work, max(1, round((target - max(width, 1.0)) / 2)))
-    rows, cols = np.nonzero(work > 0.02)
-    if rows.size == 0:
+    box = _bounds(work > 0.02)
+    if box is None:
         raise _no_digit(noise)
-    work = work[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    work = work[box[0] : box[1], box[2] : box[3]]
     work = np.clip(_fit_side(work, WORK_SIDE, Image.Resampling.BOX), 0.0, 1.0)
     return Prepared(tensor=_centre_by_mass(work), inverted=inverted)
 
 
-def _extent(mask: np.ndarray) -> int:
-    rows, cols = np.nonzero(mask)
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(first row, last row + 1, first column, last column + 1) of a mask's pixels; None if empty."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
-        return 0
-    return int(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _extent(mask: np.ndarray) -> int:
+    box = _bounds(mask)
+    return 0 if box is None else max(box[1] - box[0], box[3] - box[2])
 
 
 def _no_digit(noise: float) -> InputError:
@@ -557,15 +645,15 @@ def _centre_by_mass(work: np.ndarray) -> Tensor:
     cx = float((work.sum(0) * np.arange(w)).sum()) / total
     side = SIZE * FINE
     target = MASS_CENTRE * FINE + (FINE - 1) / 2  # the fine pixel at the centre of output pixel 14
-    oy = int(np.clip(round(target - cy), 0, side - h))
-    ox = int(np.clip(round(target - cx), 0, side - w))
+    oy = min(max(round(target - cy), 0), side - h)
+    ox = min(max(round(target - cx), 0), side - w)
     field = np.zeros((side, side), dtype=np.float32)
     field[oy : oy + h, ox : ox + w] = work
-    small = field.reshape(SIZE, FINE, SIZE, FINE).mean(axis=(1, 3))
+    small = np.asarray(Image.fromarray(field, mode="F").reduce(FINE))  # (SIZE, SIZE) means of FINE x FINE
     top = float(small.max())
     if not top > 0.0:
         raise InputError("No digit found: the image is blank or nearly blank. Please draw or upload a digit.")
-    out = torch.from_numpy(np.clip(small / top, 0.0, 1.0)).view(1, 1, SIZE, SIZE)
-    if not bool(torch.isfinite(out).all()):  # nothing non-finite may ever reach a model
+    out = np.clip(small / top, 0.0, 1.0)
+    if not np.isfinite(out).all():  # nothing non-finite may ever reach a model
         raise InputError("The image could not be processed into valid pixel values.")
-    return out
+    return torch.from_numpy(out).view(1, 1, SIZE, SIZE)

@@ -7,21 +7,24 @@ they have none, so the pages' accuracy, threshold and confusion paths always run
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app import common
+from app import catalogue, common
 from cvae_core import inference
 from cvae_core.checkpoints import load_checkpoint, update_metadata
 from cvae_core.config import ModelConfig, TrainConfig
@@ -194,26 +197,62 @@ def test_unlike_any_digit_warning_follows_the_threshold(monkeypatch, app_models,
         assert "99.5 % of real digits" in warnings[0]
 
 
-def test_latent_slider_changes_decoded_image(monkeypatch, app_models):
+def scrubber_data(at: AppTest) -> dict:
+    (component,) = [e for e in at.main if e.type == "bidi_component" and e.proto.component_name.endswith("scrubber")]
+    return json.loads(component.proto.json)
+
+
+def strip_image(data: dict, axis: int, z: float) -> np.ndarray:
+    """The picture the browser shows with slider ``axis`` at ``z`` (the others at the strips' centre)."""
+    strips = np.frombuffer(base64.b64decode(data["strips"]), dtype=np.uint8)
+    strips = strips.reshape(len(data["z"]), data["count"], data["side"], data["side"])
+    return strips[axis, round((z + data["span"]) / data["step"])]
+
+
+def test_latent_scrubber_holds_the_decoded_digits_and_follows_the_sliders(monkeypatch, app_models):
+    """2-D models: the sliders and the digit are scrubbed in the browser from strips decoded on the server;
+    the page's slider values stay the source of truth."""
     at = start(monkeypatch, app_models, "latent")
-    assert [s.key for s in at.slider if s.key.startswith("latent_z")] == ["latent_z0", "latent_z1"]
-    before = image_url(at, "A decoded 0")
-    at.slider(key="latent_z0").set_value(2.0).run()
+    data = scrubber_data(at)
+    assert (data["z"], data["label"]) == ([0.0, 0.0], 0)
+    entry = common.load(next(e for e in common.all_models() if e.name == "conv-2"))
+    for axis, z in ((0, 2.0), (1, -1.5)):  # a slider moved in the browser shows the server's decode of that z
+        point = (z, 0.0) if axis == 0 else (0.0, z)
+        expected = common.decode_point(entry, entry.signature, 0, point)
+        assert np.abs(strip_image(data, axis, z).astype(float) - 255 * expected).max() <= 1
+    assert not np.array_equal(strip_image(data, 0, 2.0), strip_image(data, 0, 0.0))
+    at.session_state["latent_z0"] = 2.0  # as a released slider or a map click sets it
+    at.run()
     assert_clean(at)
-    assert image_url(at, "A decoded 0") != before
+    moved = scrubber_data(at)
+    assert moved["z"] == [2.0, 0.0] and moved["strips"] != data["strips"]  # recentred on the new point
     assert at.get("plotly_chart"), "no latent map for a 2-D model"
+    at.button(key="latent_reset").click().run()
+    assert scrubber_data(at)["z"] == [0.0, 0.0]
     at.button_group(key="latent_label").set_value(7).run()
-    assert image_url(at, "A decoded 7")
+    assert scrubber_data(at)["label"] == 7
     at.slider(key="latent_grid_n").set_value(25).run()
     assert_clean(at)
+
+
+def test_clicking_the_map_moves_the_sliders(monkeypatch, app_models):
+    from app.views import latent
+
+    clicked = types.SimpleNamespace(points=[{"x": 1.234, "y": -0.71}])
+    state = {latent.MAP_KEY: types.SimpleNamespace(selection=clicked)}
+    monkeypatch.setattr(latent.st, "session_state", state)
+    latent.move_to_clicked_point()
+    assert (state["latent_z0"], state["latent_z1"]) == (1.25, -0.7)  # on the sliders' 0.05 grid
 
 
 def test_sixteen_dimensions_in_an_expander(monkeypatch, app_models):
     at = start(monkeypatch, app_models, "latent", model="mlp-16")
     assert len([s for s in at.slider if s.key.startswith("latent_z")]) == 16
     assert any("16 latent sliders" in e.label for e in at.expander)
+    before = image_url(at, "A decoded 0")
     at.slider(key="latent_z15").set_value(-3.0).run()
     assert_clean(at)
+    assert image_url(at, "A decoded 0") != before
 
 
 def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_models):
@@ -299,14 +338,43 @@ class ForgedCanvas:
     ids=["bad-base64", "not-base64", "gif-posing-as-png"],
 )
 def test_forged_canvas_data_is_a_bad_input(url):
-    result = ForgedCanvas(url)
-    try:
-        data = common.canvas_png(result)
-    except InputError as e:
-        assert "drawing could not be read" in str(e)
-        return
-    pixels, problem = common.prepare(data)
-    assert pixels is None and "not a PNG" in problem
+    with pytest.raises(InputError):
+        common.canvas_pixels(ForgedCanvas(url))
+
+
+def test_canvas_pixels_are_the_drawing():
+    drawing = np.zeros((280, 280, 4), dtype=np.uint8)
+    drawing[..., 3] = 255
+    drawing[40:240, 130:150, :3] = 255  # a "1"
+    url = "data:image/png;base64," + base64.b64encode(png(drawing)).decode()
+    assert np.array_equal(common.canvas_pixels(ForgedCanvas(url)), drawing)
+    pixels, problem = common.prepare_pixels(drawing)
+    assert problem is None and pixels.shape == (28, 28) and pixels.max() > 0.5
+
+
+def test_models_load_only_when_a_page_needs_them(monkeypatch, app_models, mnist, tmp_path):
+    loaded = []
+    real = catalogue.load
+    monkeypatch.setattr(catalogue, "load", lambda entry: loaded.append(entry.name) or real(entry))
+    folder = copy_models(app_models, tmp_path, COMMITTED_SET)  # new paths: nothing cached yet
+    at = start(monkeypatch, folder)
+    assert len(at.selectbox(key=common.MODEL_KEY).options) == 3  # listed from metadata
+    assert loaded == ["conv-2"]  # the selected model only
+    upload(at, "one.png", png(mnist.test_images[2].numpy()))
+    assert loaded == ["conv-2", "mlp-2"]  # its partner, once there is an input to compare on
+    at.switch_page(PAGES["latent"]).run()
+    assert loaded == ["conv-2", "mlp-2"]
+
+
+def test_recognised_digit_is_shown_before_the_partner_is_asked(monkeypatch, app_models, mnist):
+    """The metric is sent to the browser before the partner model, the reconstructions and the charts."""
+    order = []
+    metric, partner = st.metric, common.partner_model
+    monkeypatch.setattr(st, "metric", lambda label, *a, **k: order.append(label) or metric(label, *a, **k))
+    monkeypatch.setattr(common, "partner_model", lambda entry: order.append("partner") or partner(entry))
+    at = upload(start(monkeypatch, app_models), "one.png", png(mnist.test_images[2].numpy()))
+    assert order == ["Recognised digit", "partner"]
+    assert image_url(at, "by mlp-2")
 
 
 def test_principal_plane_passes_2d_through_and_flattens_16d():
@@ -324,3 +392,16 @@ def test_verdict_is_computed_from_the_numbers():
                                     "mlp-2 recognises better (93.00 % vs 90.00 %).")
     b["accuracy"] = None
     assert common.verdict(a, b).endswith("recognition accuracy is not recorded for mlp-2 yet.")
+
+
+def test_the_landing_page_sends_its_canvas_before_torch_is_imported():
+    """Cold start: the router and the Draw page's widgets import nothing that pulls in torch, so
+    the canvas reaches the browser while torch (seconds to import) loads afterwards."""
+    code = "import sys, app.streamlit_app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+    # draw.py itself imports the canvas component, which loads only inside a running app: read its imports.
+    tree = ast.parse((ROOT / "app" / "views" / "draw.py").read_text())
+    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert top <= {"__future__", "typing", "streamlit", "streamlit_drawable_canvas"}, top

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -128,3 +129,51 @@ def test_inference_helpers(arch):
     assert strip.shape == (6, 28, 28)
     assert torch.allclose(strip[0], inference.decode(model, torch.zeros(1, 3), torch.tensor([3]))[0], atol=1e-6)
     assert torch.allclose(strip[-1], inference.decode(model, torch.ones(1, 3), torch.tensor([8]))[0], atol=1e-6)
+
+
+def test_conv_inference_runs_channels_last_and_matches_the_default_layout():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="conv", latent_dim=2)).eval()
+    reference = copy.deepcopy(model)  # stays NCHW: called directly, never through inference
+    x, y, z = torch.rand(6, 1, 28, 28), torch.arange(6), torch.randn(6, 2)
+    recon = inference.reconstruct(model, x, y)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+    with torch.no_grad():
+        mean, _ = reference.encode(x, y)
+        expected = torch.sigmoid(reference.decode_logits(mean, y))[:, 0]
+        assert torch.allclose(recon, expected, atol=1e-5)
+        assert torch.allclose(inference.decode(model, z, y), torch.sigmoid(reference.decode_logits(z, y))[:, 0], atol=1e-5)
+    grid = inference.latent_grid(model, 3, 4)
+    assert grid.is_contiguous() and grid.shape == (4, 4, 28, 28)
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_read_gives_what_the_separate_helpers_give(arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, latent_dim=3, hidden=(32,)))
+    x = torch.rand(3, 1, 28, 28)
+    reading = inference.read(model, x, k=4, generator=torch.Generator().manual_seed(5))
+    probs, log_px = inference.classify(model, x, k=4, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(reading.probs, probs, atol=1e-6) and torch.allclose(reading.log_px, log_px, atol=1e-4)
+    assert torch.equal(reading.labels, probs.argmax(1))
+    mean, std = inference.encode(model, x, reading.labels)
+    assert torch.allclose(reading.mean, mean, atol=1e-5) and torch.allclose(reading.std, std, atol=1e-5)
+    assert reading.recon.shape == (3, 28, 28) and reading.restyled.shape == (3, 10, 28, 28)
+    assert torch.allclose(reading.recon, inference.reconstruct(model, x, reading.labels), atol=1e-5)
+    for i in range(3):
+        restyled = inference.restyle(model, x[i : i + 1], int(reading.labels[i]))
+        assert torch.allclose(reading.restyled[i], restyled, atol=1e-5)
+
+
+def test_a_model_used_for_inference_can_still_be_trained():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="conv", latent_dim=2))
+    inference.classify(model, torch.rand(2, 1, 28, 28), k=2)  # converts the weights to channels-last
+    assert not any(p.is_inference() for p in model.parameters())
+    model.train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    logits, mean, logvar = model(x, y)
+    cvae_loss(logits, x, mean, logvar)["loss"].mean().backward()
+    optimiser.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())

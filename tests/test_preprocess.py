@@ -196,3 +196,66 @@ def test_thick_strokes_are_not_thickened(mnist):
     big = np.asarray(Image.fromarray(digit).resize((280, 280), Image.Resampling.BILINEAR), dtype=np.float32) / 255
     out = prepare_array(big).tensor[0, 0].numpy()
     assert 0.8 < out.sum() / (digit / 255.0).sum() < 1.2
+
+
+# ------------------------------------------------------------------------------- fast paths
+
+
+def canvas(digit: np.ndarray, side: int = 280) -> np.ndarray:
+    """An MNIST digit as the app's drawing canvas returns it: white on black, (side, side, 4) uint8."""
+    grey = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR))
+    return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+
+
+def test_coarse_search_cuts_out_what_a_full_resolution_search_does(mnist, monkeypatch):
+    """The ink is looked for at a coarser scale (DETECT_SIDE) and cut out at the full one; on
+    canvas-sized digits that gives what searching at full resolution gives."""
+    from cvae_core import preprocess
+
+    images = [canvas(d) for d in mnist.test_images[:60].numpy()]
+    fast = [prepare_array(img).tensor for img in images]
+    monkeypatch.setattr(preprocess, "DETECT_SIDE", 10_000)  # one scale: the search at full resolution
+    scores = [correlation(a, prepare_array(img).tensor) for a, img in zip(fast, images, strict=True)]
+    assert np.mean(scores) > 0.998 and min(scores) > 0.985, (np.mean(scores), min(scores))
+
+
+def test_large_images_are_reduced_early_without_changing_the_digit(mnist, monkeypatch):
+    """A big array or file is box-reduced before conversion; the digit is what it was without that."""
+    from cvae_core import preprocess
+
+    digits = mnist.test_images[:5].numpy()
+    big = [canvas(d, side) for d, side in zip(digits, (700, 1300, 2000, 3000, 1000), strict=True)]
+    big[-1][..., 3] = np.where(big[-1][..., 0] > 0, 255, 0)  # ink on a transparent sheet
+    big[-1][..., :3] = 255  # one colour everywhere: only the alpha tells the ink
+    files = []
+    for img in big[:2]:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        files.append(buf.getvalue())
+    fast = [prepare_array(img).tensor for img in big] + [prepare_bytes(data).tensor for data in files]
+    monkeypatch.setattr(preprocess, "_reduce_early", lambda img: img)
+    slow = [prepare_array(img).tensor for img in big] + [prepare_bytes(data).tensor for data in files]
+    scores = [correlation(a, b) for a, b in zip(fast, slow, strict=True)]
+    assert min(scores) > 0.99, scores
+
+
+def test_fast_helpers_match_their_plain_definitions():
+    from cvae_core import preprocess
+
+    rng = np.random.default_rng(0)
+    arr = rng.random((23, 31)).astype(np.float32)
+    for radius in range(1, 7):  # disk dilation: max over every offset within the pen tip
+        p = np.pad(np.pad(arr, radius), radius)
+        h, w = arr.shape[0] + 2 * radius, arr.shape[1] + 2 * radius
+        offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
+                   if dy * dy + dx * dx <= radius * radius + radius]
+        plain = np.max([p[radius + dy : radius + dy + h, radius + dx : radius + dx + w] for dy, dx in offsets], axis=0)
+        assert np.array_equal(preprocess._disk_max(arr, radius), plain)
+    for values in (arr, arr[:1, :1], arr[:2, :1], rng.random(1000)):
+        for q in (0.5, 0.9, 0.99):
+            assert preprocess._quantile(values, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-6)
+    k = np.array([0.054, 0.244, 0.403, 0.244, 0.054])
+    p = np.pad(arr.astype(np.float64), 2, mode="edge")
+    rows = sum(k[i] * p[:, i : i + arr.shape[1]] for i in range(5))
+    plain = sum(k[i] * rows[i : i + arr.shape[0]] for i in range(5))
+    assert np.allclose(preprocess._blur(arr), plain, atol=1e-6)

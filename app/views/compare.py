@@ -114,8 +114,10 @@ def recognition_section(pair: list[common.ModelEntry]) -> None:
 
 
 def render() -> None:
-    selected = common.require_model()
     st.title("Compare conv vs MLP")
+    selected = common.require_model()
+    if selected is None:
+        return
     entries = common.available_models()
     convs = [e for e in entries if e.arch == "conv"]
     mlps = [e for e in entries if e.arch == "mlp"]
@@ -128,6 +130,12 @@ def render() -> None:
     left, right = st.columns(2)
     pair = [pick(left, "Convolutional model", convs, selected.latent_dim, "compare_conv"),
             pick(right, "Multilayer model", mlps, selected.latent_dim, "compare_mlp")]
+    loaded = [common.load(e) for e in pair]
+    if None in loaded:
+        bad = " and ".join(e.name for e, got in zip(pair, loaded, strict=True) if got is None)
+        st.warning(f"{bad} could not be loaded (the sidebar says why); pick another model.", icon=":material/error:")
+        return
+    pair = loaded
     rows = [common.summary(e) for e in pair]
     st.success(common.verdict(*rows), icon=":material/balance:")
     metrics_table(rows)

@@ -1,7 +1,10 @@
 """Latent explorer: pick a digit, move through the latent space with one slider per dimension,
 click the test-set map to jump there, see the manifold grid and interpolation strips.
 
-Each section is a fragment, so a slider reruns only its own section; decodes are cached.
+Each section is a fragment, so a slider reruns only its own section; decodes are cached. For a
+2-D model the sliders and the decoded digit are scrubbed in the browser (``app.scrub``): the
+digit follows a slider without a server round trip, and the map is redrawn only when a slider
+is released. Many-dimensional models keep Streamlit sliders, each move decoded on the server.
 """
 
 from __future__ import annotations
@@ -9,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import common, figures
+from app import common, figures, scrub
 
-STEP = 0.05
+STEP = scrub.STEP
 MAP_KEY = "latent_map"
+SCRUB_KEY = "latent_scrub"
 
 
 def slider_keys(entry: common.ModelEntry) -> list[str]:
@@ -28,9 +32,29 @@ def move_to_clicked_point() -> None:
             st.session_state[key] = float(np.clip(round(on_grid, 2), -common.SPAN, common.SPAN))
 
 
+def take_scrubbed_point() -> None:
+    """Callback of the browser-side sliders: their released position becomes the page's z."""
+    for i, value in enumerate(scrub.moved_to(SCRUB_KEY)):
+        st.session_state[f"latent_z{i}"] = float(np.clip(round(value, 2), -common.SPAN, common.SPAN))
+
+
 def reset_to_origin(keys: list[str]) -> None:
     for key in keys:
         st.session_state[key] = 0.0
+
+
+def sliders_and_image(entry: common.ModelEntry, label: int, keys: list[str]) -> tuple[float, ...]:
+    """Many dimensions: Streamlit sliders in an expander, each move decoded on the server."""
+    controls, picture = st.columns([1.1, 2.6], gap="medium")
+    with controls, st.expander(f"All {len(keys)} latent sliders", expanded=False):
+        for i, key in enumerate(keys):
+            st.slider(f"z{i}", -common.SPAN, common.SPAN, step=STEP, key=key, persist_state="session")
+    z = tuple(float(st.session_state[key]) for key in keys)
+    image = common.decode_point(entry, entry.signature, label, z)
+    shown = ", ".join(f"{v:.2f}" for v in z[:2]) + ", …"
+    picture.image(figures.upscale(image, 10), caption=f"A decoded {label} at z = ({shown})", output_format="PNG")
+    controls.caption(f"The clickable map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
+    return z
 
 
 @st.fragment
@@ -38,23 +62,21 @@ def explorer(entry: common.ModelEntry, label: int) -> None:
     keys = slider_keys(entry)
     for key in keys:
         st.session_state.setdefault(key, 0.0)
-    controls, picture, plane = st.columns([1.1, 1, 1.6], gap="medium")
-    with controls:
-        box = st.expander(f"All {len(keys)} latent sliders", expanded=False) if len(keys) > 2 else st.container()
-        with box:
-            for i, key in enumerate(keys):
-                st.slider(f"z{i}", -common.SPAN, common.SPAN, step=STEP, key=key, persist_state="session")
+    if entry.latent_dim != 2:
+        sliders_and_image(entry, label, keys)
         st.button("Back to the origin", key="latent_reset", on_click=reset_to_origin, args=(keys,),
                   icon=":material/my_location:")
+        return
     z = tuple(float(st.session_state[key]) for key in keys)
-    image = common.decode_point(entry, entry.signature, label, z)
-    shown = ", ".join(f"{v:.2f}" for v in z[:2]) + (", …" if len(z) > 2 else "")
-    picture.image(figures.upscale(image, 10), caption=f"A decoded {label} at z = ({shown})",
-                  output_format="PNG")
+    scrubbing, plane = st.columns([2.1, 1.6], gap="medium")
+    with scrubbing:
+        strips = common.decode_points(entry, entry.signature, label, scrub.strip_points(z))
+        scrub.scrubber(key=SCRUB_KEY, z=z, label=label, strips=strips, on_change=take_scrubbed_point)
+        st.button("Back to the origin", key="latent_reset", on_click=reset_to_origin, args=(keys,),
+                  icon=":material/my_location:")
+        st.caption("The sliders pick images decoded ahead for every slider position, so the digit follows "
+                   "them at once; the map below catches up when a slider is released.")
     with plane:
-        if entry.latent_dim != 2:
-            st.caption(f"The clickable map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
-            return
         every = st.toggle("All labels", key="latent_all_labels", persist_state="session",
                           help="Show the test digits of every label, coloured, instead of this label only.")
         points = common.test_latents(entry, entry.signature, None if every else label)
@@ -110,8 +132,10 @@ def interpolation_section(entry: common.ModelEntry, label: int) -> None:
 
 
 def render() -> None:
-    entry = common.require_model()
     st.title("Latent explorer")
+    entry = common.require_model()
+    if entry is None:
+        return
     st.caption(f"Model {entry.name}: a {entry.arch} CVAE with a {entry.latent_dim}-D latent space. "
                "Choose a digit, then move the sliders: the decoder draws that digit in the style at z.")
     label = st.segmented_control("Digit", list(range(10)), default=0, required=True, key="latent_label",
