@@ -209,6 +209,7 @@ def server_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CVAE_ARCHIVE_URL", f"sqlite:///{tmp / 'archive.db'}")  # never the user's archive
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # as `make run` starts the app (see the Makefile)
     return env
 
 

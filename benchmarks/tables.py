@@ -131,11 +131,11 @@ def browser_table(b: dict[str, Any]) -> str:
         lines.append(f"| {label} ({unit}) | {_pp(_get(b, 'app', key))} | {_pp(_get(b, 'floor', key))} |")
     cs = b.get("cold_start") or {}
     lines.append(f"| cold start: spawn -> canvas visible (s) | {_pp(_get(cs, 'app', 'canvas'))} | "
-                 f"{_pp(_get(cs, 'floor', 'canvas'))} | |")
+                 f"{_pp(_get(cs, 'floor', 'canvas'))} |")
     lines.append(f"| cold start: spawn -> first drawn digit recognised (s) | {_pp(_get(cs, 'app', 'first_digit'))} | "
-                 f"{_pp(_get(cs, 'floor', 'first_digit'))} | |")
+                 f"{_pp(_get(cs, 'floor', 'first_digit'))} |")
     lines.append(f"| cold start: spawn -> server healthy (s) | {_pp(_get(cs, 'app', 'healthy'))} | "
-                 f"{_pp(_get(cs, 'floor', 'healthy'))} | |")
+                 f"{_pp(_get(cs, 'floor', 'healthy'))} |")
     mem = b.get("memory") or {}
     lines.append(f"| resident memory, every page opened (MB) | {_get(mem, 'app', 'rss_mb')} "
                  f"(peak {_get(mem, 'app', 'peak_rss_mb')}) | {_get(mem, 'floor', 'rss_mb')} |")
