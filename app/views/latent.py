@@ -75,7 +75,7 @@ def explorer(entry: common.ModelEntry, label: int) -> None:
         st.button("Back to the origin", key="latent_reset", on_click=reset_to_origin, args=(keys,),
                   icon=":material/my_location:")
         st.caption("The sliders pick images decoded ahead for every slider position, so the digit follows "
-                   "them at once; the map below catches up when a slider is released.")
+                   "them at once; the map catches up when a slider is released.")
     with plane:
         every = st.toggle("All labels", key="latent_all_labels", persist_state="session",
                           help="Show the test digits of every label, coloured, instead of this label only.")
