@@ -1,24 +1,39 @@
 """The archive in the app: its connection, the save button, automatic saving and the retry queue.
 
 The database is reached through Streamlit's SQL connection (``st.connection("archive",
-type="sql")``) at ``cvae_core.archive.archive_url()``; its engine is handed to ``Archive`` and
-queried directly, never through ``conn.query``'s cache, so reads are never stale.
+type="sql")``) at ``cvae_core.archive.archive_url()``, with the archive's engine options
+(``pool_pre_ping``); its engine is handed to ``Archive`` and queried directly, never through
+``conn.query``'s cache, so reads are never stale.
 
-A save that fails is kept in ``st.session_state["archive_pending"]`` and offered for retry
-(here and on the Archive page) until it lands or the user discards it: never silently lost.
+An item is reported saved only once its transaction has committed. A save that fails is kept in
+``st.session_state["archive_pending"]`` and offered for retry (here and on the Archive page) until it
+lands or the user discards it; a retry of an item whose commit was in doubt finds it instead of
+storing it twice. The queue lives in the session, so it does not outlive the server process.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from streamlit.errors import StreamlitAPIException
 
-from cvae_core.archive import Archive, ArchiveError, Entry, RecordError, archive_url, fingerprint, prepare
+from cvae_core.archive import (
+    ENGINE_OPTIONS,
+    Archive,
+    ArchiveError,
+    Entry,
+    Record,
+    RecordError,
+    archive_url,
+    fingerprint,
+    prepare,
+)
+from cvae_core.archive.records import true_label
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +48,7 @@ def get_archive() -> Archive:
     """The archive over the app's shared SQL connection; ``ArchiveError`` if it cannot be set up."""
     url = archive_url()
     try:
-        conn = st.connection("archive", type="sql", url=url)
+        conn = st.connection("archive", type="sql", url=url, **ENGINE_OPTIONS)
     except (ImportError, SQLAlchemyError, StreamlitAPIException, ValueError) as e:
         log.warning("archive connection failed: %s", e)
         raise ArchiveError(f"The archive database cannot be opened: {e}") from None
@@ -67,6 +82,16 @@ def _store(entry: Entry) -> int:
     return item_id
 
 
+def _queued_or_new(record: Record | Mapping[str, Any]) -> Entry:
+    """The entry to save for ``record``: the one already waiting for retry (its save token finds it
+    if an earlier attempt did commit), else a new one."""
+    entry = prepare(record)
+    queued = _pending().get(entry.fingerprint)
+    if queued is None:
+        return entry
+    return queued if entry.true_label is None else replace(queued, true_label=entry.true_label)
+
+
 def _already_saved(entry: Entry) -> int | None:
     """The id under which this session saved the same input, if that item still exists."""
     known = _saved().get(entry.fingerprint)
@@ -86,13 +111,15 @@ def autosave_enabled() -> bool:
     return bool(st.session_state.get(AUTOSAVE_KEY, False))
 
 
-def save_button(record: Mapping[str, Any], *, key: str) -> None:
+def save_button(record: Record | Mapping[str, Any], *, key: str) -> None:
     """A "Save to archive" button for ``record``, with its outcome and any items awaiting retry."""
     if st.button("Save to archive", key=key, icon=":material/bookmark_add:"):
         try:
-            entry = prepare(record)
+            entry = _queued_or_new(record)
             known = _already_saved(entry)
             if known is not None:
+                if entry.true_label is not None:
+                    get_archive().set_true_label(known, entry.true_label)
                 st.info(f"Already in the archive as item #{known}.")
             else:
                 st.success(f"Saved to the archive as item #{_store(entry)}.")
@@ -103,7 +130,22 @@ def save_button(record: Mapping[str, Any], *, key: str) -> None:
     pending_panel(key=f"{key}_pending")
 
 
-def autosave(record: Mapping[str, Any]) -> None:
+def set_true_label(record: Record | Mapping[str, Any], label: int | None) -> int | None:
+    """Record what the user wrote for ``record`` if this session saved it (or holds it for retry):
+    the id it was stored under, or None when it is not in the archive (then the label travels with
+    the record when it is saved). Raises ``ArchiveError`` when the archive cannot be written."""
+    key, label = fingerprint(record), true_label(label)
+    pending = _pending()
+    if key in pending:
+        pending[key] = replace(pending[key], true_label=label)
+        return None
+    item_id = _saved().get(key)
+    if item_id is None or not get_archive().set_true_label(item_id, label):
+        return None
+    return item_id
+
+
+def autosave(record: Record | Mapping[str, Any]) -> None:
     """Save ``record`` once: the same input, model and sigma is not saved again on later reruns."""
     try:
         key = fingerprint(record)

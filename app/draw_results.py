@@ -1,77 +1,189 @@
 """The Draw page's results: everything that needs torch and a model.
 
-Recognition, the reconstructions by both architectures, the probability chart, the style row,
-the noise slider, the latent map and the archive controls, plus the upload widget and the
-decoding of the canvas. ``app/views/draw.py`` imports this module only after the canvas is on
-screen, so on a cold start the page is usable while torch and the models load.
+The answer comes first, directly under (phone) or beside (desktop) the canvas: the recognised
+digit with its calibrated probability, or "3 or 5?" when the model is unsure, or "Not a digit";
+then whether the other architecture agrees, the "What did you write?" control and this session's
+tally of how many of your digits each model read right. Below: the noise slider, the images
+(your upload, what the model sees, both reconstructions), the probability chart, the latent map,
+your style as every digit and the archive controls. ``app/views/draw.py`` imports this module
+only after the canvas is on screen, so on a cold start the page is usable while torch loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app import common, figures
+from app import archive_ui, cached_models, figures, inputs, latent_space, reading
+from app.markdown import escape_markdown
+from cvae_core.archive import ArchiveError
+from cvae_core.catalogue import ModelEntry
 from cvae_core.preprocess import MAX_BYTES, InputError
 
 log = logging.getLogger(__name__)
 
 MAX_NAME = 60  # characters of an uploaded file's name that are shown
+TRUTH_KEY = "draw_truth"  # the "What did you write?" control
+TRUTH_INPUT = "draw_truth_input"  # which input the control currently describes
+TALLY_KEY = "draw_tally"  # input mark -> Labelled
+RECORD_KEY = "draw_record"  # the archive record of the result on screen (for the truth callback)
+TRUTH_FLASH = "draw_truth_flash"
+TALLY_MAX = 500
+UPLOAD_SIDE = 280  # the uploaded image is shown at most this many pixels wide or high  # labelled inputs remembered per session
+
+
+@dataclass
+class Labelled:
+    """One of the visitor's inputs with what they say it is, and what each model read in it."""
+
+    truth: int | None = None
+    readings: dict[str, str] = field(default_factory=dict)  # model name -> its answer ("7", "not a digit", ...)
+
+
+def percent(p: float) -> str:
+    """A probability for people: never "100 %" (a calibrated model is not certain) nor "0 %"."""
+    if p >= 0.995:
+        return "> 99 %"
+    if p < 0.005:
+        return "< 1 %"
+    return f"{100 * p:.0f} %"
 
 
 def upload_input() -> tuple[bytes | None, str | None, str | None]:
     """(file bytes, filename, None) or (None, filename, message)."""
     upload = st.file_uploader(
         "A photo or scan of one digit", type=["png", "jpg", "jpeg"], key="draw_upload",
-        max_upload_size=MAX_BYTES // (1024 * 1024),
-        help="Dark ink on light paper is inverted automatically. PNG or JPEG, up to 5 MB.",
+        max_upload_size=MAX_BYTES // 1_000_000,  # Streamlit's unit: MB of 10^6 bytes
+        help=f"Dark ink on light paper is inverted automatically. PNG or JPEG, up to {MAX_BYTES / 1e6:g} MB.",
     )
     if upload is None:
         return None, None, None
     name = upload.name if len(upload.name) <= MAX_NAME else upload.name[: MAX_NAME - 1] + "…"
     if upload.size > MAX_BYTES:  # the server's limit is not enforced everywhere (e.g. AppTest)
-        return None, name, f"The file is {upload.size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB."
+        return None, name, f"The file is {upload.size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:g} MB ({MAX_BYTES:,} bytes)."
     return upload.getvalue(), name, None
 
 
-def show_recognition(entry: common.ModelEntry, mine: common.Recognition, column: DeltaGenerator) -> None:
-    with column:
-        st.metric("Recognised digit", str(mine.label), delta=f"{mine.confidence:.1%} sure", delta_color="off",
-                  delta_arrow="off", border=True,
-                  help="p(label | input): the model's Bayes posterior over the ten labels.")
-        threshold = common.ood_threshold(entry)
-        if threshold is None:
-            st.caption("No “unlike any digit” check: this model has no evaluation recorded.")
-        elif mine.best_log_px < threshold:
-            st.warning(
-                f"This looks unlike any digit: its best log-likelihood, {mine.best_log_px:.0f} nats (as a "
-                f"{int(mine.log_px.argmax())}), is below the threshold of {threshold:.0f} nats. "
-                + common.ood_explanation(entry), icon=":material/help:",
-            )
+# ------------------------------------------------------------------------------------- answer
 
 
-def show_partner(entry: common.ModelEntry, x: np.ndarray, column: DeltaGenerator) -> None:
-    """The other architecture's reading of the same input (its model is loaded on first use)."""
-    partner = common.partner_model(entry)
-    if partner is None:
-        column.caption("No model of the other architecture is available to compare with.")
+def show_answer(entry: ModelEntry, mine: reading.Recognition) -> None:
+    """The big answer and, on one line, why it is not a plain digit when it is not."""
+    probs = mine.probs
+    if mine.flagged:
+        value = "Not a digit"
+        delta = f"{percent(mine.not_digit)} not a digit" if mine.not_digit is not None else "unlike any digit"
+    elif mine.unsure:
+        best, second = mine.candidates
+        value = f"{best} or {second}?"
+        delta = f"{percent(probs[best])} or {percent(probs[second])}"
+    else:
+        value, delta = str(mine.label), f"{percent(mine.confidence)} sure"
+    st.metric("Recognised digit", value, delta=delta, delta_color="off", delta_arrow="off", border=True,
+              help=f"{entry.name}'s calibrated probability p(digit | your input). Below "
+                   f"{reading.UNSURE_BELOW:.0%} for every digit the page shows the two best candidates.")
+    if mine.flagged:
+        st.caption(f":material/block: This does not look like a digit to {escape_markdown(entry.name)}.",
+                   help=reading.not_digit_explanation(entry, mine))
+    elif mine.unsure:
+        st.caption(f":material/help: Unsure: no digit reaches {reading.UNSURE_BELOW:.0%}.",
+                   help="The probabilities are calibrated: of the answers given with 60 % confidence, about 60 % "
+                        "are right. Below that the page names the two best candidates instead of one answer.")
+    elif not reading.has_digit_check(entry):
+        st.caption("No “not a digit” check: this model has no evaluation recorded.")
+
+
+def show_partner_line(entry: ModelEntry, mine: reading.Recognition, theirs: reading.Recognition | None,
+                      partner: ModelEntry | None) -> None:
+    if partner is None or theirs is None:
+        st.caption("No model of the other architecture is available to compare with.")
         return
-    theirs, their_details = common.read(partner, partner.signature, x)
-    column.image(figures.upscale(their_details.recon, 4), output_format="PNG",
-                 caption=f"by {partner.name}, which reads a {theirs.label} ({theirs.confidence:.0%})")
+    me, them = escape_markdown(entry.name), escape_markdown(partner.name)
+    if theirs.answer == mine.answer:
+        st.caption(f":material/done_all: {them} agrees ({percent(theirs.confidence)}).")
+    else:
+        st.markdown(f":orange[:material/call_split: **{me}** reads {mine.answer} · **{them}** reads {theirs.answer}]")
 
 
-def show_details(entry: common.ModelEntry, mine: common.Recognition, more: common.Details) -> None:
+# ------------------------------------------------------------------------------ what you wrote
+
+
+def _tally() -> dict[str, Labelled]:
+    return st.session_state.setdefault(TALLY_KEY, {})
+
+
+def truth_given() -> None:
+    """Callback of "What did you write?": remember the label for the tally and store it with the
+    archive item of this input if it was saved (otherwise it goes with the record when saved)."""
+    mark = st.session_state.get(TRUTH_INPUT)
+    truth = st.session_state.get(TRUTH_KEY)
+    if mark is None:
+        return
+    tally = _tally()
+    tally.setdefault(mark, Labelled()).truth = truth
+    while len(tally) > TALLY_MAX:
+        del tally[next(iter(tally))]
+    record = st.session_state.get(RECORD_KEY)
+    if record is None:
+        return
+    try:
+        item = archive_ui.set_true_label(record, truth)
+    except ArchiveError as e:
+        st.session_state[TRUTH_FLASH] = ("error", f"The label was not stored in the archive. {e}")
+        return
+    if item is not None:
+        said = "removed" if truth is None else f"stored as {truth}"
+        st.session_state[TRUTH_FLASH] = ("success", f"Label {said} with archive item #{item}.")
+
+
+def truth_control(mark: str) -> int | None:
+    """"What did you write?": one click on 0-9 (click again to take it back). Returns the label."""
+    if st.session_state.get(TRUTH_INPUT) != mark:  # a new input: the control starts from what it was told before
+        st.session_state[TRUTH_INPUT] = mark
+        st.session_state[TRUTH_KEY] = _tally().get(mark, Labelled()).truth
+    return st.segmented_control("What did you write?", list(range(10)), key=TRUTH_KEY, on_change=truth_given,
+                                help="Optional. Tell the page which digit you meant: it keeps score of how "
+                                     "many of your digits each model reads right, and stores the label with "
+                                     "the archive item.")
+
+
+def tally_line(mark: str, truth: int | None, readings: dict[str, reading.Recognition]) -> None:
+    """Record what each model read for a labelled input, and show the session's score per model."""
+    tally = _tally()
+    if truth is not None:
+        tally.setdefault(mark, Labelled(truth=truth)).readings.update({m: r.answer for m, r in readings.items()})
+    flash = st.session_state.pop(TRUTH_FLASH, None)
+    if flash is not None:
+        {"success": st.success, "error": st.error}[flash[0]](flash[1])
+    scores: dict[str, list[int]] = {}
+    for item in tally.values():
+        if item.truth is None:
+            continue
+        for model, answer in item.readings.items():
+            right, total = scores.setdefault(model, [0, 0])
+            scores[model] = [right + (answer == str(item.truth)), total + 1]
+    if scores:
+        parts = [f"**{escape_markdown(m)}** {right} of {total}" for m, (right, total) in sorted(scores.items())]
+        st.caption("Your digits this session, read right: " + " · ".join(parts),
+                   help="Counted over the inputs you labelled. An unsure answer (“3 or 5?”) or “not a digit” "
+                        "counts as not read right.")
+
+
+# ------------------------------------------------------------------------------------ details
+
+
+def show_details(entry: ModelEntry, mine: reading.Recognition, more: reading.Details) -> None:
     left, right = st.columns(2)
-    left.plotly_chart(figures.probability_bar(mine.probs, mine.label), key="draw_probs",
+    left.plotly_chart(figures.probability_bar(mine.probs, mine.label, not_digit=mine.not_digit), key="draw_probs",
                       config={"displayModeBar": False})
     with right:
-        points = common.test_latents(entry, entry.signature, mine.label) if entry.latent_dim == 2 else None
+        points = latent_space.test_latents(entry, entry.signature, mine.label) if entry.latent_dim == 2 else None
         if points is not None:
             fig = figures.latent_map(*points, point=more.mean, std=more.std, height=300,
                                      title=f"Where you are among the test {mine.label}s")
@@ -85,50 +197,83 @@ def show_details(entry: common.ModelEntry, mine: common.Recognition, more: commo
              caption="Your input encoded under the recognised label, then decoded as 0, 1, … 9 (left to right).")
 
 
-def archive_controls(entry: common.ModelEntry, mine: common.Recognition, recon: np.ndarray, x: np.ndarray,
-                     sigma: float, source: str, data: bytes, filename: str | None) -> None:
-    archive = common.archive_ui()
-    if archive is None:
-        return
-    record = {
+def make_record(entry: ModelEntry, mine: reading.Recognition, recon: np.ndarray, x: np.ndarray, sigma: float,
+                source: str, data: bytes, filename: str | None, truth: int | None,
+                partner: ModelEntry | None, theirs: reading.Recognition | None) -> dict[str, Any]:
+    classes = len(mine.probs)
+    return {
         "model": entry.name, "source": source, "label": mine.label, "confidence": mine.confidence,
         "sigma": sigma, "input_image": x, "recon_image": recon,
-        "original": common.original_image(data), "filename": filename,
+        "original": inputs.original_image(data), "filename": filename, "true_label": truth,
+        "probs": mine.probs.tolist(), "log_likelihoods": mine.log_px[:classes].tolist(),
+        "not_digit": mine.not_digit,
+        "partner_model": None if partner is None else partner.name,
+        "partner_label": None if theirs is None else theirs.label,
+        "partner_confidence": None if theirs is None else theirs.confidence,
     }
-    archive.save_button(record, key="draw_save")
-    if archive.autosave_enabled():
+
+
+def archive_controls(entry: ModelEntry, record: dict[str, Any], mark: str) -> None:
+    st.session_state[RECORD_KEY] = record
+    archive_ui.save_button(record, key="draw_save")
+    if archive_ui.autosave_enabled():
         # Each new drawing or upload is saved once per model; moving the noise slider is not a new input.
         done = st.session_state.setdefault("draw_autosaved", set())
-        mark = (entry.signature, hashlib.sha256(data).hexdigest())
-        if mark not in done:
-            archive.autosave(record)
-            done.add(mark)
+        if (entry.signature, mark) not in done:
+            archive_ui.autosave(record)
+            done.add((entry.signature, mark))
 
 
 @st.fragment
-def results(entry: common.ModelEntry, pixels: np.ndarray, source: str, data: bytes, filename: str | None) -> None:
-    """Everything that depends on the input, the recognised digit first: the metric is on screen
-    before the images are encoded, the partner model is loaded and read, and the charts are drawn."""
+def results(entry: ModelEntry, pixels: np.ndarray, source: str, data: bytes, filename: str | None) -> None:
+    """Everything that depends on the input, the answer first: it is on screen before the partner
+    model is loaded and read and before the images and charts are drawn."""
+    answer = st.container()
     sigma = st.slider("Noise σ", 0.0, 0.5, 0.0, 0.05, key="draw_sigma",
                       help="Adds Gaussian noise with a fixed seed (the paper's robustness experiment).")
-    x = common.noisy(pixels, sigma)
+    x = inputs.noisy(pixels, sigma)
+    mark = hashlib.sha256(data).hexdigest()
     try:
-        seen, recon, other, verdict = st.columns([1, 1, 1, 1.3])
-        mine, more = common.read(entry, entry.signature, x)
-        show_recognition(entry, mine, verdict)
-        seen.image(figures.upscale(x, 4), caption="What the model sees (28×28)", output_format="PNG")
-        recon.image(figures.upscale(more.recon, 4), caption=f"Reconstruction by {entry.name}", output_format="PNG")
-        show_partner(entry, x, other)
+        mine, more = reading.read(entry, entry.signature, x)
+        with answer:
+            show_answer(entry, mine)
+            partner_line = st.empty()
+            truth = truth_control(mark)
+            tally = st.container()
+        row = st.columns(4 if source == "upload" else 3, wrap=False)
+        if source == "upload":
+            original = inputs.original_image(data)
+            if original is not None:
+                shown = original.copy()
+                shown.thumbnail((UPLOAD_SIDE, UPLOAD_SIDE))  # a phone photo is not sent back at full size
+                row[0].image(shown, caption="Your upload", width="stretch")
+            row = row[1:]
+        row[0].image(figures.upscale(x, 4), caption="What the model sees (28×28)", output_format="PNG", width="stretch")
+        row[1].image(figures.upscale(more.recon, 4), caption=f"Reconstruction by {entry.name}", output_format="PNG",
+                     width="stretch")
+        partner = cached_models.partner_model(entry)
+        theirs = None
+        if partner is not None:
+            theirs, their_details = reading.read(partner, partner.signature, x)
+            row[2].image(figures.upscale(their_details.recon, 4), output_format="PNG", width="stretch",
+                         caption=f"by {partner.name}, which reads {theirs.answer}")
+        with partner_line.container():
+            show_partner_line(entry, mine, theirs, partner)
+        readings = {entry.name: mine} | ({partner.name: theirs} if partner is not None else {})
+        with tally:
+            tally_line(mark, truth, readings)
         show_details(entry, mine, more)
     except Exception:  # a bug must not show a traceback; the log has the details
         log.exception("reading an input failed")
         st.error("Something went wrong while reading this input. It has been logged; please try another one.")
         return
-    archive_controls(entry, mine, more.recon, x, sigma, source, data, filename)
+    archive_controls(entry, make_record(entry, mine, more.recon, x, sigma, source, data, filename, truth,
+                                        partner, theirs), mark)
 
 
 def render(left: DeltaGenerator, right: DeltaGenerator, mode: str, canvas: Any) -> None:
-    """The page below its input widgets; ``canvas`` is the canvas's result in Draw mode, else None."""
+    """The page below its input widgets; ``canvas`` is the canvas's result in Draw mode (None while
+    an Undo is on its way to the canvas), else None."""
     filename, rgba, problem = None, None, None
     if mode == "Upload":
         with left:
@@ -137,23 +282,26 @@ def render(left: DeltaGenerator, right: DeltaGenerator, mode: str, canvas: Any) 
                 st.text(filename)  # inert text: a name is never markdown or HTML
     else:
         data = None
-        if (canvas.json_data or {}).get("objects"):
+        if canvas is not None and (canvas.json_data or {}).get("objects"):
             try:
-                data, rgba = canvas.image_bytes, common.canvas_pixels(canvas)
+                data, rgba = inputs.canvas_input(canvas)
             except InputError as e:
                 problem = str(e)
     with right:
-        entry = common.require_model()
+        entry = cached_models.require_model()
         if entry is None:
             return
         if problem:
             st.error(problem, icon=":material/error:")
             return
+        if mode == "Draw" and canvas is None:
+            st.caption("Taking back the last stroke…")
+            return
         if data is None:
             st.info("Draw a digit on the black canvas, or switch to **Upload** for a photo of one.",
                     icon=":material/draw:")
             return
-        pixels, problem = common.prepare(data) if rgba is None else common.prepare_pixels(rgba)
+        pixels, problem = inputs.prepare(data) if rgba is None else inputs.prepare_pixels(rgba)
         if pixels is None:
             if mode == "Draw":
                 st.info(f"{problem}", icon=":material/draw:")

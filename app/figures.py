@@ -18,6 +18,11 @@ DIGIT_COLOURS = qualitative.Plotly  # ten colours, one per label
 MODEL_COLOURS = {"conv": "#4C9BE8", "mlp": "#F5A623"}
 SPLIT_DASH = {"train": "solid", "val": "dash", "test": "dot"}
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+# Legends go under the plot: beside it they cover a right-hand axis and squeeze a phone-wide chart.
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0}
+# Confusion matrices: from transparent to full blue, so that an empty cell is the page's own
+# background and its text the theme's text colour, readable on the light and the dark theme.
+CONFUSION_SCALE = [[0.0, "rgba(76, 155, 232, 0.0)"], [0.02, "rgba(76, 155, 232, 0.18)"], [1.0, "rgba(76, 155, 232, 1.0)"]]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -48,15 +53,23 @@ def _layout(fig: go.Figure, *, height: int, **kwargs: Any) -> go.Figure:
     return fig
 
 
-def probability_bar(probs: np.ndarray, label: int) -> go.Figure:
+def probability_bar(probs: np.ndarray, label: int, *, not_digit: float | None = None) -> go.Figure:
+    """The calibrated probability of every digit, the recognised one highlighted; with a
+    background model, one more bar for "not a digit" (the bars then sum to 1)."""
+    names = [str(d) for d in range(len(probs))]
+    values = list(probs)
     colours = ["#F5A623" if d == label else "#5B6B82" for d in range(len(probs))]
+    if not_digit is not None:
+        names.append("none")
+        values.append(not_digit)
+        colours.append("#B5535C")
     fig = go.Figure(go.Bar(
-        x=[str(d) for d in range(len(probs))], y=probs, marker_color=colours,
-        hovertemplate="label %{x}: %{y:.1%}<extra></extra>",
+        x=names, y=values, marker_color=colours,
+        hovertemplate="%{x}: %{y:.1%}<extra></extra>",
     ))
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
-    fig.update_xaxes(title="label", type="category")
-    return _layout(fig, height=300, title="p(label | your digit)")
+    fig.update_xaxes(title="label" + (" (none: not a digit)" if not_digit is not None else ""), type="category")
+    return _layout(fig, height=300, title="p(label | your digit), calibrated")
 
 
 def latent_map(
@@ -135,7 +148,7 @@ def loss_curves(histories: dict[str, list[dict[str, Any]]], archs: dict[str, str
         fig.update_yaxes(range=focus_range(shown), row=1, col=col)
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="nats per image", row=1, col=1)
-    return _layout(fig, height=360)
+    return _layout(fig, height=420, legend=LEGEND_BELOW)
 
 
 def loss_parts(name: str, history: list[dict[str, Any]], arch: str) -> go.Figure:
@@ -160,19 +173,21 @@ def loss_parts(name: str, history: list[dict[str, Any]], arch: str) -> go.Figure
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="nats per image", secondary_y=False, range=focus_range(shown[False]))
     fig.update_yaxes(title="KL, nats", secondary_y=True, showgrid=False, range=focus_range(shown[True]))
-    return _layout(fig, height=340, title=name)
+    return _layout(fig, height=420, title=name, legend=LEGEND_BELOW)
 
 
 def confusion(matrix: list[list[int]], title: str) -> go.Figure:
+    """Counts in the cells, coloured by the share of each true digit (row percentages on hover)."""
     m = np.asarray(matrix, dtype=float)
     rates = m / np.maximum(m.sum(1, keepdims=True), 1)
     fig = go.Figure(go.Heatmap(
         z=rates, x=[str(i) for i in range(len(m))], y=[str(i) for i in range(len(m))],
-        text=m.astype(int), texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1, showscale=False,
+        text=m.astype(int), texttemplate="%{text}", colorscale=CONFUSION_SCALE, zmin=0, zmax=1, showscale=False,
+        xgap=1, ygap=1,
         hovertemplate="true %{y}, recognised %{x}: %{text} (%{z:.1%} of the %{y}s)<extra></extra>",
     ))
-    fig.update_xaxes(title="recognised", type="category")
-    fig.update_yaxes(title="true", type="category", autorange="reversed")
+    fig.update_xaxes(title="recognised", type="category", showgrid=False)
+    fig.update_yaxes(title="true", type="category", autorange="reversed", showgrid=False)
     return _layout(fig, height=380, title=title)
 
 
@@ -186,4 +201,4 @@ def noise_curves(noise: dict[str, list[dict[str, float]]], archs: dict[str, str]
         ))
     fig.update_xaxes(title="noise σ")
     fig.update_yaxes(title="recognition accuracy", tickformat=".0%", range=[0, 1])
-    return _layout(fig, height=340, title="Recognition under Gaussian noise")
+    return _layout(fig, height=380, title="Recognition under Gaussian noise", legend=LEGEND_BELOW)

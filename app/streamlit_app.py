@@ -7,7 +7,8 @@ sidebar (model picker and model card). The page runs first and the sidebar is fi
 the sidebar needs torch (about 2.5 s to import here), and the landing page's canvas should
 reach the browser before that, not after. The pages live in ``app/views/``: a folder named ``pages/``
 beside this file would also be run by Streamlit as a legacy multipage app, bypassing the router on a
-deep link. Models and every computation come from ``cvae_core`` through ``app.common``.
+deep link. Models and every computation come from ``cvae_core``, cached by the ``app`` modules
+(``cached_models``, ``inputs``, ``reading``, ``latent_space``, ``examples``).
 """
 
 from pathlib import Path
@@ -23,9 +24,8 @@ def run() -> None:
         st.Page(PAGES / "draw.py", title="Draw & recognise", icon=":material/draw:", default=True),
         st.Page(PAGES / "latent.py", title="Latent explorer", icon=":material/tune:"),
         st.Page(PAGES / "compare.py", title="Compare conv vs MLP", icon=":material/compare:"),
+        st.Page(PAGES / "archive.py", title="Archive", icon=":material/inventory_2:"),
     ]
-    if (PAGES / "archive.py").exists():  # the archive ships separately; the app works without it
-        pages.append(st.Page(PAGES / "archive.py", title="Archive", icon=":material/inventory_2:"))
     page = st.navigation(pages)
     page.run()
     from app import sidebar  # imports torch: after the page's first elements are sent

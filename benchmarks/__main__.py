@@ -5,6 +5,8 @@
     python -m benchmarks --only browser       # one section; the others are kept from results.json
     python -m benchmarks --only browser --server-python OTHER/bin/python --tag cpu-torch
                                               # the app under another environment, kept beside
+    python -m benchmarks --only load          # N concurrent sessions on one server core (benchmarks/load.py;
+                                              # python -m benchmarks.load for its own flags)
 
 Models come from the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), MNIST from
 ``$CVAE_DATA_DIR``. Timings are only as good as the machine is quiet: the load average is recorded
@@ -19,12 +21,12 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import browser, latency, limit, scaling, tables, throughput
+from benchmarks import browser, latency, limit, load, scaling, tables, throughput
 from benchmarks.common import RESULTS_JSON, RESULTS_MD, load_average, machine, shipped_models, use_all_cores
 from cvae_core.checkpoints import checkpoint_dir, now_iso
 from cvae_core.data import DataError, load_mnist
 
-SECTIONS = ("latency", "throughput", "limit", "scaling", "browser")
+SECTIONS = ("latency", "throughput", "limit", "scaling", "browser", "load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
             out = limit.run(models, quick=args.quick, throughput=sections.get("throughput"), data=data)
         elif name == "scaling":
             out = scaling.run(models, quick=args.quick, data=data)
+        elif name == "load":
+            try:
+                out = load.run(quick=args.quick)
+            except Exception as e:  # as for the browser section: the others are kept
+                print(f"  load benchmark failed: {type(e).__name__}: {e}", file=sys.stderr)
+                out = {"skipped": f"failed: {type(e).__name__}: {str(e).splitlines()[0]}"}
         else:
             try:
                 out = browser.run(quick=args.quick, trials=args.trials, cold_trials=args.cold_trials,

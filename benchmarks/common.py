@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from app import catalogue
-from app.catalogue import ModelEntry
-from cvae_core.checkpoints import checkpoint_dir, list_checkpoints
+from cvae_core import catalogue
+from cvae_core.catalogue import ModelEntry
+from cvae_core.checkpoints import checkpoint_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
@@ -144,10 +144,10 @@ partner = catalogue.partner  # (models, entry): the other architecture, at the s
 
 def shipped_models(folder: Path | None = None) -> list[Shipped]:
     """Every checkpoint in the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), loaded."""
-    paths = list_checkpoints(folder or checkpoint_dir())
-    if not paths:
+    entries = catalogue.discover(folder or checkpoint_dir())
+    if not entries:
         raise SystemExit(f"no checkpoints in {folder or checkpoint_dir()}; train some first (python -m cvae_core.train)")
-    models = [catalogue.load(catalogue.describe(p)) for p in paths]
+    models = [e.load() for e in entries]
     broken = [f"{m.name}: {m.error}" for m in models if m.ckpt is None]
     if broken:
         raise SystemExit("cannot load " + "; ".join(broken))

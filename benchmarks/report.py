@@ -33,6 +33,7 @@ from benchmarks.common import RESULTS_JSON, ROOT
 from cvae_core import inference
 from cvae_core.checkpoints import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
 from cvae_core.data import DataError, load_mnist
+from cvae_core.summary import summary, verdict
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = ROOT / "docs" / "figures"
@@ -86,44 +87,40 @@ def _f(v: Any, fmt: str, scale: float = 1.0) -> str:
 
 
 def quality_table(ckpts: list[Checkpoint]) -> str:
-    sigmas: list[float] = sorted({n["sigma"] for c in ckpts for n in (c.meta.get("evaluation") or {}).get("noise", [])})
+    sigmas: list[float] = sorted({n["sigma"] for c in ckpts if c.info.evaluation for n in c.info.evaluation.noise})
     noisy = [s for s in sigmas if s > 0]
     head = ["model", "latent", "parameters", "epochs", "test loss (nats)", "recon", "KL", "accuracy",
             *[f"acc. σ={s:g}" for s in noisy], "training time", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in sorted(ckpts, key=order):
-        ev, test = c.meta.get("evaluation") or {}, c.meta.get("test") or {}
-        acc_at = {n["sigma"]: n["accuracy"] for n in ev.get("noise", [])}
-        seconds = c.meta.get("training_seconds")
-        row = [f"`{c.name}`", str(c.config.latent_dim), f"{c.meta.get('num_params', 0):,}",
-               str(c.meta.get("epochs_run", "—")),
-               _f(ev.get("test_loss", test.get("loss")), ".2f"), _f(ev.get("recon", test.get("recon")), ".2f"),
-               _f(ev.get("kl", test.get("kl")), ".2f"), _f(ev.get("accuracy"), ".2f", 100) + (" %" if ev else ""),
-               *[_f(acc_at.get(s), ".1f", 100) + (" %" if s in acc_at else "") for s in noisy],
-               "—" if seconds is None else f"{seconds / 60:.1f} min", notes(c)]
+        s, ev = summary(c.info, name=c.name), c.info.evaluation
+        acc_at = {n["sigma"]: n["accuracy"] for n in (ev.noise if ev else ())}
+        row = [f"`{c.name}`", str(c.config.latent_dim), f"{s.params or 0:,}", str(c.info.training.epochs_run or "—"),
+               _f(s.test_loss, ".2f"), _f(s.recon, ".2f"), _f(s.kl, ".2f"),
+               _f(s.accuracy, ".2f", 100) + (" %" if ev else ""),
+               *[_f(acc_at.get(x), ".1f", 100) + (" %" if x in acc_at else "") for x in noisy],
+               "—" if s.training_seconds is None else f"{s.training_seconds / 60:.1f} min", notes(c)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
 def verdicts(ckpts: list[Checkpoint]) -> str:
-    """One computed sentence per latent size: which architecture has the lower loss, which recognises better."""
+    """One sentence per latent size from ``cvae_core.summary.verdict``: which architecture has the lower loss,
+    which recognises better."""
     out = []
     for d, group in by_latent(ckpts).items():
         if len(group) < 2:
             continue
-        scored = [(c, (c.meta.get("evaluation") or {}).get("test_loss", (c.meta.get("test") or {}).get("loss")),
-                   (c.meta.get("evaluation") or {}).get("accuracy")) for c in group]
-        with_loss = [s for s in scored if s[1] is not None]
+        v = verdict([summary(c.info, name=c.name) for c in group])
         parts = []
-        if len(with_loss) >= 2:
-            best = min(with_loss, key=lambda s: s[1])
-            rest = ", ".join(f"{c.name} {v:.2f}" for c, v, _ in with_loss if c is not best[0])
-            parts.append(f"`{best[0].name}` has the lowest test loss ({best[1]:.2f} nats vs {rest})")
-        with_acc = [s for s in scored if s[2] is not None]
-        if len(with_acc) >= 2:
-            best = max(with_acc, key=lambda s: s[2])
-            rest = ", ".join(f"{c.name} {100 * a:.2f} %" for c, _, a in with_acc if c is not best[0])
-            parts.append(f"`{best[0].name}` recognises best ({100 * best[2]:.2f} % vs {rest})")
+        if len(v.by_loss) >= 2:
+            best, *rest = v.by_loss
+            others = ", ".join(f"{s.model} {s.test_loss:.2f}" for s in rest)
+            parts.append(f"`{best.model}` has the lowest test loss ({best.test_loss:.2f} nats vs {others})")
+        if len(v.by_accuracy) >= 2:
+            best, *rest = v.by_accuracy
+            others = ", ".join(f"{s.model} {100 * s.accuracy:.2f} %" for s in rest)
+            parts.append(f"`{best.model}` recognises best ({100 * best.accuracy:.2f} % vs {others})")
         if parts:
             out.append(f"- latent {d}: " + "; ".join(parts) + ".")
     return "\n".join(out)

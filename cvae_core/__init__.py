@@ -3,26 +3,23 @@
 Knows nothing of Streamlit; the app in ``app/`` is a thin face over this package.
 """
 
-from typing import Any
-
+from cvae_core.catalogue import ModelEntry, describe, discover
+from cvae_core.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointMeta,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.data import MNIST, DataError, load_mnist, read_idx
 from cvae_core.models import CVAE, MLPCVAE, MODELS, ConvCVAE, build_model, cvae_loss
+from cvae_core.summary import Summary, Verdict, summary, verdict
 
 __all__ = [
-    "CVAE", "MLPCVAE", "MNIST", "MODELS", "Checkpoint", "CheckpointError", "ConvCVAE", "DataError",
-    "ModelConfig", "TrainConfig", "build_model", "cvae_loss", "list_checkpoints", "load_checkpoint",
-    "load_mnist", "read_idx", "save_checkpoint",
+    "CVAE", "MLPCVAE", "MNIST", "MODELS", "Checkpoint", "CheckpointError", "CheckpointMeta", "ConvCVAE", "DataError",
+    "ModelConfig", "ModelEntry", "Summary", "TrainConfig", "Verdict", "build_model", "cvae_loss", "describe",
+    "discover", "list_checkpoints", "load_checkpoint", "load_mnist", "read_idx", "save_checkpoint", "summary",
+    "verdict",
 ]
-
-_CHECKPOINT_NAMES = ("Checkpoint", "CheckpointError", "list_checkpoints", "load_checkpoint", "save_checkpoint")
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use, so that ``python -m cvae_core.checkpoints`` does not find the module
-    # already imported by the package (runpy warns about that and runs a second copy).
-    if name in _CHECKPOINT_NAMES:
-        from cvae_core import checkpoints
-
-        return getattr(checkpoints, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ beside the weights, and ``cvae_core.models.build_model`` turns it back into a mo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 IMAGE_SIZE = 28  # MNIST images are 28x28, one channel
@@ -27,6 +27,7 @@ class ModelConfig:
     image_size: int = IMAGE_SIZE
     hidden: tuple[int, ...] = (512, 512)
     channels: tuple[int, int] = (16, 8)
+    background: bool = False  # one extra condition, "not a digit", trained on generated non-digits
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1:
@@ -36,6 +37,11 @@ class ModelConfig:
         # JSON round trips turn tuples into lists; keep the dataclass hashable and comparable.
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    @property
+    def num_conditions(self) -> int:
+        """Labels the model is conditioned on: the digits, then "not a digit" if ``background``."""
+        return self.num_classes + int(self.background)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +72,11 @@ class TrainConfig:
     seed: int = 0
     disc_weight: float = 0.0  # hybrid training: weight of the Bayes class-posterior cross-entropy
     disc_fraction: float = 0.125  # share of each batch that term is computed on (it costs 10 passes)
-    extra: dict[str, Any] = field(default_factory=dict)
+    disc_temperature: float = 1.0  # the class posterior in that term is softmax(-negELBO / temperature)
+    augment: bool = False  # random distortions of every batch (cvae_core.augment)
+    denoise: bool = False  # reconstruct the clean image from the distorted one (Im et al., 2017)
+    background_fraction: float = 0.25  # non-digits per digit in a batch, when the model has a background
+    eval_size: int | None = None  # test images evaluated after each epoch (None: all 10,000)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

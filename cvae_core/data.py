@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from cvae_core.config import IMAGE_SIZE, NUM_CLASSES
 
 ENV_VAR = "CVAE_DATA_DIR"
 DEFAULT_CACHE = Path.home() / ".cache" / "cvae_digit_explorer"
@@ -29,6 +33,9 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 _MAGIC = {2049: 1, 2051: 3}  # IDX magic for unsigned bytes: 0x801 labels (1-D), 0x803 images (3-D)
+LABELLED_IMAGES = "archive-images-idx3-ubyte"  # the two files of a labelled set (e.g. an archive export)
+LABELLED_LABELS = "archive-labels-idx1-ubyte"
+LABELLED_MAX_BYTES = 256 * 2**20  # a labelled set larger than this is refused before it is read
 
 
 class DataError(RuntimeError):
@@ -44,23 +51,46 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = f.read()
     except (OSError, EOFError) as e:  # gzip raises EOFError / BadGzipFile on a cut file
         raise DataError(f"{path}: cannot read ({e}); the file is damaged or not gzip") from e
+    return parse_idx(raw, path)
+
+
+def parse_idx(raw: bytes, where: str | Path) -> np.ndarray:
+    """The array in the bytes of one raw IDX file; ``where`` names it in errors."""
     if len(raw) < 8:
-        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+        raise DataError(f"{where}: too short to be an IDX file ({len(raw)} bytes)")
     magic = int.from_bytes(raw[:4], "big")
     if magic not in _MAGIC:
-        raise DataError(f"{path}: not an MNIST IDX file (magic number {magic:#010x})")
+        raise DataError(f"{where}: not an MNIST IDX file (magic number {magic:#010x})")
     ndim = _MAGIC[magic]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: header is truncated")
+        raise DataError(f"{where}: header is truncated")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape))
     if len(raw) != expected:
         raise DataError(
-            f"{path}: header promises {shape} ({expected} bytes) but the file has {len(raw)} bytes; "
+            f"{where}: header promises {shape} ({expected} bytes) but the file has {len(raw)} bytes; "
             "it is truncated or corrupt"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def idx_header(shape: tuple[int, ...]) -> bytes:
+    """The IDX header of an unsigned-byte array of this shape (1-D labels or 3-D images)."""
+    magic = {ndim: magic for magic, ndim in _MAGIC.items()}.get(len(shape))
+    if magic is None:
+        raise ValueError(f"IDX files here hold 1-D labels or 3-D images, not shape {shape}")
+    return b"".join(int(n).to_bytes(4, "big") for n in (magic, *shape))
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array (labels (N,) or images (N, H, W)) as a raw IDX file that ``read_idx`` reads."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"IDX files here hold unsigned bytes, not {array.dtype}")
+    with open(path, "wb") as f:
+        f.write(idx_header(array.shape))
+        f.write(np.ascontiguousarray(array).tobytes())
 
 
 def find_file(folder: Path, stem: str) -> Path:
@@ -175,3 +205,111 @@ def batches(
             idx = order[start : start + batch_size]
             x, y = images[idx], labels[idx]
         yield to_float(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+
+
+def _idx_member(raw: bytes, where: str) -> np.ndarray:
+    """One IDX file read from a ZIP member (decompressed first when its name ends in ``.gz``)."""
+    if where.endswith(".gz"):
+        try:
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(LABELLED_MAX_BYTES + 1)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{where}: cannot read ({e}); the file is damaged or not gzip") from e
+        if len(raw) > LABELLED_MAX_BYTES:
+            raise DataError(f"{where}: larger than the {LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
+    return parse_idx(raw, where)
+
+
+def _pair_in(names: list[str], where: Path) -> tuple[str, str]:
+    """The images and labels member names among ``names`` (``*-images-idx3-ubyte[.gz]`` and its labels)."""
+    images = [n for n in names if Path(n).name.removesuffix(".gz").endswith("-images-idx3-ubyte")]
+    labels = [n for n in names if Path(n).name.removesuffix(".gz").endswith("-labels-idx1-ubyte")]
+    if len(images) != 1 or len(labels) != 1:
+        raise DataError(f"{where}: expected one {LABELLED_IMAGES} and one {LABELLED_LABELS} (or another "
+                        f"*-images-idx3-ubyte / *-labels-idx1-ubyte pair), found {len(images)} image and "
+                        f"{len(labels)} label files")
+    return images[0], labels[0]
+
+
+def _read_bounded(path: Path) -> np.ndarray:
+    """``read_idx`` that reads (and decompresses) at most ``LABELLED_MAX_BYTES``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read(LABELLED_MAX_BYTES + 1)
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e}); the file is damaged or not gzip") from e
+    if len(raw) > LABELLED_MAX_BYTES:
+        raise DataError(f"{path}: larger than the {LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
+    return parse_idx(raw, path)
+
+
+def _read_zip(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    npz = path.suffix.lower() == ".npz"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename: info for info in zf.infolist() if not info.is_dir()}
+            if npz:
+                wanted = {"images.npy": "images", "labels.npy": "labels"}
+                if not set(wanted) <= set(members):
+                    raise DataError(f"{path}: an .npz of a labelled set holds 'images' and 'labels' arrays; "
+                                    f"this one has {sorted(n.removesuffix('.npy') for n in members)}")
+            else:
+                images, labels = _pair_in(list(members), path)
+                wanted = {images: "images", labels: "labels"}
+            declared = sum(members[name].file_size for name in wanted)
+            if declared > LABELLED_MAX_BYTES:
+                raise DataError(f"{path}: {declared / 2**20:.0f} MB uncompressed, more than the "
+                                f"{LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
+            raw = {}
+            for name, key in wanted.items():
+                with zf.open(name) as member:  # read no more than allowed, whatever the header claims
+                    raw[key] = member.read(LABELLED_MAX_BYTES + 1)
+                if len(raw[key]) > LABELLED_MAX_BYTES:
+                    raise DataError(f"{path}: {name} is larger than the {LABELLED_MAX_BYTES // 2**20} MB "
+                                    "a labelled set may have")
+    except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as e:
+        raise DataError(f"{path}: cannot read it as a {'.npz' if npz else 'ZIP'} file ({e})") from e
+    if not npz:
+        return (_idx_member(raw["images"], f"{path}:{images}"), _idx_member(raw["labels"], f"{path}:{labels}"))
+    arrays = []
+    for key in ("images", "labels"):
+        try:
+            arrays.append(np.load(io.BytesIO(raw[key]), allow_pickle=False))
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"{path}: its '{key}' array cannot be read ({e})") from e
+    return arrays[0], arrays[1]
+
+
+def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A labelled set of MNIST-sized digits -> (images uint8 (N, 28, 28), labels int64 (N,)).
+
+    ``path`` is a folder holding ``archive-images-idx3-ubyte`` and ``archive-labels-idx1-ubyte``
+    (raw or ``.gz``; any other single ``*-images-idx3-ubyte`` / ``*-labels-idx1-ubyte`` pair too), a
+    ``.zip`` of those two files (the archive's "labelled set as IDX" export), or an ``.npz`` with
+    arrays ``images`` and ``labels``. Raises ``DataError`` saying what is wrong.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        images, labels = (_read_bounded(path / name)
+                          for name in _pair_in([p.name for p in path.iterdir() if p.is_file()], path))
+    elif path.is_file() and path.suffix.lower() in (".zip", ".npz"):
+        if path.stat().st_size > LABELLED_MAX_BYTES:
+            raise DataError(f"{path}: larger than the {LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
+        images, labels = _read_zip(path)
+    elif path.exists():
+        raise DataError(f"{path}: a labelled set is a folder of two IDX files, a .zip of them, or an .npz")
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    side = IMAGE_SIZE
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (side, side):
+        raise DataError(f"{path}: images must be uint8 of shape (N, {side}, {side}), not {images.dtype} {images.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: labels must be a 1-D array of whole numbers, not {labels.dtype} {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+    if not len(labels):
+        raise DataError(f"{path}: the set is empty")
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise DataError(f"{path}: labels must be digits 0-{NUM_CLASSES - 1}, "
+                        f"found {int(labels.min())}..{int(labels.max())}")
+    return np.ascontiguousarray(images), labels.astype(np.int64)

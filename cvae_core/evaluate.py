@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from cvae_core.checkpoints import CheckpointError, code_version, load_checkpoint, now_iso, update_metadata
+from cvae_core.corruptions import corrupt
 from cvae_core.data import DataError, load_mnist, to_float
 from cvae_core.inference import DEFAULT_K, log_likelihoods
 from cvae_core.models import CVAE
@@ -35,11 +36,7 @@ OOD_QUANTILE = 0.005
 
 def add_noise(images: Tensor, sigma: float, *, seed: int) -> Tensor:
     """Float images (N, H, W) in [0, 1] plus N(0, sigma^2) noise, clipped to [0, 1]; seeded."""
-    x = to_float(images)[:, 0]
-    if sigma == 0:
-        return x
-    gen = torch.Generator().manual_seed(seed)
-    return (x + sigma * torch.randn(x.shape, generator=gen)).clamp_(0.0, 1.0)
+    return corrupt(to_float(images), "gaussian_noise", sigma, seed=seed)[:, 0]
 
 
 def recognise(
@@ -115,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     if 0.0 not in args.sigmas:
         args.sigmas = [0.0, *args.sigmas]
 
-    device = pick_device(threads=args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device()
     ckpt = load_checkpoint(args.checkpoint, device=device)
     if ckpt.config.arch == "conv":
         ckpt.model.to(memory_format=torch.channels_last)  # about 2x faster convolutions on the CPU

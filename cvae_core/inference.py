@@ -6,6 +6,11 @@ log p(x | y) is estimated by importance sampling with K draws from q(z | x, y)
 prior over the ten labels. The reconstruction term uses the same Bernoulli convention as the
 training loss, so these are log-likelihoods in that convention, in nats.
 
+A model trained with a background condition ("not a digit", ``ModelConfig.background``) gets
+log p(x | y) for that condition too; ``cvae_core.calibration.Calibration`` turns the scores into
+calibrated p(y | x) and p(not a digit | x). ``scores`` also serves the discriminative CNN
+reference (its logits), so the robustness suite treats both kinds of model alike.
+
 ``read`` is what a page showing one input needs (class probabilities, the posterior under the
 recognised label, its reconstruction and its restyle under every label) from classify's own
 encoder pass plus one decoder pass. Every helper runs under ``torch.inference_mode`` and puts the
@@ -21,14 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cvae_core.models import CVAE
+from cvae_core.calibration import Calibration
+from cvae_core.models import CVAE, DigitCNN
 
 DEFAULT_K = 8  # importance samples per label; test accuracy moved by <0.1 % from K=8 to K=32 (README)
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_DECODES = 16384  # images decoded per chunk, bounds peak memory of classify()
 
 
-def _ready(model: CVAE) -> torch.device:
+def _ready(model: CVAE | DigitCNN) -> torch.device:
     """Put ``model`` in inference form and return its device: eval mode, and convolution weights
     channels-last (NHWC), once. On CPU, oneDNN runs NHWC convolutions without the layout copies
     that NCHW costs it (up to 60 % of a conv model's time; ``benchmarks/latency.py``); outputs
@@ -51,19 +57,20 @@ def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
 def _posteriors(
     model: CVAE, x: Tensor, *, k: int, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """q(z | x, y) for every label and the importance-weighted log p(x | y): mean and log-variance
-    (B, classes, D), log-likelihoods (B, classes). One encoder pass of B * classes images and one
-    decoder pass of K * B * classes codes per chunk."""
+    """q(z | x, y) for every condition and the importance-weighted log p(x | y): mean and log-variance
+    (B, C, D), log-likelihoods (B, C), C = the model's conditions (digits, and "not a digit" if it
+    has a background). One encoder pass of B * C images and one decoder pass of K * B * C codes per chunk."""
     dev = _ready(model)
     x = x.to(dev)
-    classes, d = model.config.num_classes, model.config.latent_dim
+    classes, d = model.config.num_conditions, model.config.latent_dim
     per_chunk = max(1, _MAX_DECODES // (classes * k))
     means, logvars, log_px = [], [], []
     for xb in x.split(per_chunk):
         b = xb.shape[0]
+        mean, logvar = model.encode_all(xb)  # (b, C, D): one encoder pass per image, shared by the labels
+        mean, logvar = mean.reshape(b * classes, d), logvar.reshape(b * classes, d)
         xs = xb.repeat_interleave(classes, 0)  # (b*C, 1, H, W): each image under every label
         ys = torch.arange(classes, device=xb.device).repeat(b)  # (b*C,)
-        mean, logvar = model.encode(xs, ys)  # (b*C, D)
         # Draw noise image by image so an image's estimate does not depend on its batch-mates.
         eps = torch.stack([torch.randn((k, classes, d), generator=generator, device=xb.device) for _ in range(b)], 1)
         eps = eps.view(k, b * classes, d)  # (K, b*C, D), image-major like xs
@@ -80,25 +87,41 @@ def _posteriors(
 
 
 def log_likelihoods(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None) -> Tensor:
-    """Importance-weighted estimates of log p(x | y) for every label: (B, classes) in nats."""
+    """Importance-weighted estimates of log p(x | y) for every condition: (B, conditions) in nats."""
     return _posteriors(model, x, k=k, generator=generator)[2]
 
 
+@torch.inference_mode()
+def scores(
+    model: CVAE | DigitCNN, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None
+) -> Tensor:
+    """One score per condition (B, conditions): log p(x | y) for a CVAE, logits for the CNN reference."""
+    if isinstance(model, DigitCNN):
+        dev = _ready(model)
+        return model(x.to(dev)).float()
+    return log_likelihoods(model, x, k=k, generator=generator)
+
+
 def classify(
-    model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """(probabilities (B, classes), log p(x | y) (B, classes)) for images (B, 1, H, W)."""
-    log_px = log_likelihoods(model, x, k=k, generator=generator)
-    return torch.softmax(log_px, dim=1), log_px
+    model: CVAE | DigitCNN, x: Tensor, *, k: int | None = None, generator: torch.Generator | None = None,
+    calibration: Calibration | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(p(y | x) over the digits (B, classes), the raw scores (B, conditions), p(not a digit | x)
+    (B,) or None) for images (B, 1, H, W). Without ``calibration``: temperature 1."""
+    cal = calibration or Calibration()
+    raw = scores(model, x, k=k or cal.k, generator=generator)
+    probs, not_digit = cal.posterior(raw, classes=model.config.num_classes)
+    return probs, raw, not_digit
 
 
 @dataclass
 class Reading:
     """Everything the draw page shows for a batch of images (B, 1, H, W), on the CPU."""
 
-    probs: Tensor  # (B, classes) p(y | x)
-    log_px: Tensor  # (B, classes) log p(x | y) in nats
-    labels: Tensor  # (B,) the recognised label, argmax of probs
+    probs: Tensor  # (B, classes) calibrated p(y | x) over the digits
+    log_px: Tensor  # (B, conditions) log p(x | y) in nats
+    labels: Tensor  # (B,) the recognised digit, argmax of probs
+    not_digit: Tensor | None  # (B,) calibrated p(not a digit | x); None for a model without a background
     mean: Tensor  # (B, D) posterior mean under the recognised label
     std: Tensor  # (B, D) posterior standard deviation under it
     restyled: Tensor  # (B, classes, H, W) the mean decoded under every label, in [0, 1]
@@ -110,24 +133,30 @@ class Reading:
 
 
 @torch.inference_mode()
-def read(model: CVAE, x: Tensor, *, k: int = DEFAULT_K, generator: torch.Generator | None = None) -> Reading:
+def read(
+    model: CVAE, x: Tensor, *, k: int | None = None, generator: torch.Generator | None = None,
+    calibration: Calibration | None = None,
+) -> Reading:
     """Classify, encode, reconstruct and restyle in one go: what ``classify`` + ``encode`` +
     ``reconstruct`` + ``restyle`` give, from classify's own passes plus one decoder pass.
 
     The encoder already ran under every label to classify, so the posterior under the recognised
     label is picked from it; the reconstruction is the restyle under that label.
     """
-    mean, logvar, log_px = _posteriors(model, x, k=k, generator=generator)
-    labels = log_px.argmax(1)  # (B,)
+    cal = calibration or Calibration()
+    mean, logvar, log_px = _posteriors(model, x, k=k or cal.k, generator=generator)
+    classes = model.config.num_classes
+    probs, not_digit = cal.posterior(log_px, classes=classes)
+    labels = probs.argmax(1)  # (B,)
     rows = torch.arange(len(labels), device=labels.device)
     m, lv = mean[rows, labels], logvar[rows, labels]  # (B, D)
-    classes = model.config.num_classes
     ys = torch.arange(classes, device=m.device).repeat(len(labels))  # (B*C,)
     restyled = decode(model, m.repeat_interleave(classes, 0), ys)  # (B*C, H, W)
     return Reading(
-        probs=torch.softmax(log_px, dim=1).cpu(),
+        probs=probs.cpu(),
         log_px=log_px.cpu(),
         labels=labels.cpu(),
+        not_digit=None if not_digit is None else not_digit.cpu(),
         mean=m.cpu(),
         std=torch.exp(0.5 * lv).cpu(),
         restyled=restyled.view(len(labels), classes, *restyled.shape[1:]),

@@ -9,6 +9,14 @@ Both models see the class label as a one-hot vector in the encoder and in the de
 * ``MLPCVAE`` is the multilayer model: ``(pixels + one-hot) -> hidden -> z`` and
   ``(z + one-hot) -> hidden (mirrored) -> pixels``.
 
+With ``ModelConfig.background`` the one-hot has one more entry, "not a digit": the same CVAE then
+also models generated non-digits (``cvae_core.nondigits``), and Bayes' rule over the eleven
+conditions says how likely an input is to be none of the digits -- a likelihood ratio against a
+background model that lives in the same network.
+
+``DigitCNN`` is not a CVAE: it is the small discriminative reference the robustness suite
+compares the CVAE recognisers with (``CLASSIFIERS``); it never counts toward the CVAE's results.
+
 Decoders return *logits*; ``torch.sigmoid(logits)`` is the image. The loss is computed from the
 logits with ``binary_cross_entropy_with_logits``, which is the numerically stable form of the
 paper's "sigmoid output + binary cross-entropy".
@@ -37,15 +45,16 @@ class CVAE(nn.Module):
 
     def _build_heads(self) -> None:
         c = self.config
-        self.to_mean = nn.Linear(self.feature_dim + c.num_classes, c.latent_dim)
-        self.to_logvar = nn.Linear(self.feature_dim + c.num_classes, c.latent_dim)
+        self.to_mean = nn.Linear(self.feature_dim + c.num_conditions, c.latent_dim)
+        self.to_logvar = nn.Linear(self.feature_dim + c.num_conditions, c.latent_dim)
 
     def one_hot(self, y: Tensor) -> Tensor:
-        """Labels (B,) -> one-hot (B, classes). A float (B, classes) tensor passes through as
-        label weights, which lets the decoder morph between two digits."""
+        """Labels (B,) -> one-hot (B, conditions). A float (B, classes) or (B, conditions) tensor
+        passes through as label weights, which lets the decoder morph between two digits."""
+        conditions = self.config.num_conditions
         if y.is_floating_point() and y.dim() == 2:
-            return y.to(self.to_mean.weight.dtype)
-        return F.one_hot(y.long(), self.config.num_classes).to(self.to_mean.weight.dtype)
+            return F.pad(y, (0, conditions - y.shape[1])).to(self.to_mean.weight.dtype)
+        return F.one_hot(y.long(), conditions).to(self.to_mean.weight.dtype)
 
     def features(self, x: Tensor, onehot: Tensor) -> Tensor:
         """Images (B, 1, H, W) in [0, 1] and one-hot labels (B, classes) -> (B, feature_dim)."""
@@ -58,7 +67,24 @@ class CVAE(nn.Module):
     def encode(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z | x, y), each (B, latent_dim)."""
         onehot = self.one_hot(y)
-        h = torch.cat([self.features(x, onehot), onehot], dim=1)  # (B, feature_dim + classes)
+        h = torch.cat([self.features(x, onehot), onehot], dim=1)  # (B, feature_dim + conditions)
+        return self.to_mean(h), self.to_logvar(h)
+
+    def encode_all(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """q(z | x, y) under every condition at once: mean and log-variance, each (B, C, latent_dim).
+
+        The same as ``encode`` on each image repeated under every label; subclasses share the
+        work that does not depend on the label (the conv stack, the MLP's first layer on the pixels)."""
+        b, conditions = len(x), self.config.num_conditions
+        ys = torch.arange(conditions, device=x.device).repeat(b)
+        mean, logvar = self.encode(x.repeat_interleave(conditions, 0), ys)
+        return mean.view(b, conditions, -1), logvar.view(b, conditions, -1)
+
+    def _heads_all(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Label-free features (B, F) -> mean and log-variance under every condition (B, C, D)."""
+        b, conditions = len(features), self.config.num_conditions
+        eye = torch.eye(conditions, device=features.device, dtype=features.dtype)
+        h = torch.cat([features.unsqueeze(1).expand(b, conditions, -1), eye.expand(b, -1, -1)], 2)  # (B, C, F + C)
         return self.to_mean(h), self.to_logvar(h)
 
     @staticmethod
@@ -94,7 +120,7 @@ class ConvCVAE(CVAE):
             nn.Flatten(),  # (B, c2 * 7 * 7)
         )
         self._build_heads()
-        self.decoder_input = nn.Linear(config.latent_dim + config.num_classes, self.feature_dim)
+        self.decoder_input = nn.Linear(config.latent_dim + config.num_conditions, self.feature_dim)
         self.decoder_body = nn.Sequential(
             nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(),  # (B, c2, 7, 7)
             nn.Upsample(scale_factor=2),  # (B, c2, 14, 14)
@@ -105,6 +131,9 @@ class ConvCVAE(CVAE):
 
     def features(self, x: Tensor, onehot: Tensor) -> Tensor:
         return self.encoder_body(x)  # the label joins after the convolutions, in encode()
+
+    def encode_all(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._heads_all(self.encoder_body(x))  # one conv pass per image, not per label
 
     def decode_logits(self, z: Tensor, y: Tensor) -> Tensor:
         h = F.relu(self.decoder_input(torch.cat([z, self.one_hot(y)], dim=1)))
@@ -119,16 +148,16 @@ class MLPCVAE(CVAE):
         pixels = config.image_size * config.image_size
         widths = list(config.hidden)
         enc: list[nn.Module] = []
-        in_dim = pixels + config.num_classes  # the label joins the pixels at the input
+        in_dim = pixels + config.num_conditions  # the label joins the pixels at the input
         for w in widths:
             enc += [nn.Linear(in_dim, w), nn.ReLU()]
             in_dim = w
         self.encoder_layers = nn.Sequential(*enc)
-        self.feature_dim = widths[-1] if widths else pixels + config.num_classes
+        self.feature_dim = widths[-1] if widths else pixels + config.num_conditions
         # The heads take features + one-hot as in the conv model: one ``encode`` serves both.
         self._build_heads()
         dec: list[nn.Module] = []
-        in_dim = config.latent_dim + config.num_classes
+        in_dim = config.latent_dim + config.num_conditions
         for w in reversed(widths):
             dec += [nn.Linear(in_dim, w), nn.ReLU()]
             in_dim = w
@@ -138,21 +167,58 @@ class MLPCVAE(CVAE):
     def features(self, x: Tensor, onehot: Tensor) -> Tensor:
         return self.encoder_layers(torch.cat([x.flatten(1), onehot], dim=1))  # (B, hidden[-1])
 
+    def encode_all(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        first = self.encoder_layers[0] if self.config.hidden else None
+        if not isinstance(first, nn.Linear):
+            return super().encode_all(x)
+        # The first layer is W [x; onehot] + b = W_x x + (W_y onehot + b): the pixel part once per image.
+        pixels = x.flatten(1).shape[1]
+        h = F.linear(x.flatten(1), first.weight[:, :pixels]).unsqueeze(1)  # (B, 1, hidden[0])
+        h = h + (first.weight[:, pixels:].T + first.bias).unsqueeze(0)  # (B, C, hidden[0])
+        h = self.encoder_layers[1:](h)  # (B, C, hidden[-1])
+        conditions = self.config.num_conditions
+        eye = torch.eye(conditions, device=x.device, dtype=h.dtype).expand(len(x), -1, -1)
+        hc = torch.cat([h, eye], 2)
+        return self.to_mean(hc), self.to_logvar(hc)
+
     def decode_logits(self, z: Tensor, y: Tensor) -> Tensor:
         s = self.config.image_size
         logits = self.decoder_layers(torch.cat([z, self.one_hot(y)], dim=1))  # (B, s * s)
         return logits.view(-1, 1, s, s)
 
 
+class DigitCNN(nn.Module):
+    """The discriminative reference: Conv c1 -> pool -> Conv c2 -> pool -> Dense hidden -> logits,
+    one per condition (the ten digits, and "not a digit" when ``config.background``)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c1, c2 = config.channels
+        side = config.image_size // 4  # two 2x poolings: 28 -> 14 -> 7
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+            nn.Flatten(),
+            nn.Linear(c2 * side * side, config.hidden[0]), nn.ReLU(),
+            nn.Linear(config.hidden[0], config.num_conditions),  # (B, conditions) logits
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
 MODELS: dict[str, type[CVAE]] = {"conv": ConvCVAE, "mlp": MLPCVAE}
+CLASSIFIERS: dict[str, type[DigitCNN]] = {"cnn": DigitCNN}
 
 
-def build_model(config: ModelConfig) -> CVAE:
-    """A fresh, randomly initialised model for ``config``."""
+def build_model(config: ModelConfig) -> CVAE | DigitCNN:
+    """A fresh, randomly initialised model for ``config`` (a CVAE, or the CNN reference)."""
+    registry = {**MODELS, **CLASSIFIERS}
     try:
-        cls = MODELS[config.arch]
+        cls = registry[config.arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {config.arch!r}; choose one of {sorted(MODELS)}") from None
+        raise ValueError(f"unknown architecture {config.arch!r}; choose one of {sorted(registry)}") from None
     return cls(config)
 
 

@@ -4,8 +4,12 @@
 
 Each image (PNG or JPEG, any size, dark ink on light paper or light on dark) goes through the
 same MNIST-style preprocessing as the app (``cvae_core.preprocess``). Prints the recognised
-digit and the probability of each label; with ``--json``, one object per line:
-{"file", "label", "probs"} or {"file", "error"}, the error a sentence for a person.
+digit and the calibrated probability of each label (``cvae_core.calibration``), or says that
+the image does not look like a digit; with ``--json``, one object per line:
+{"file", "label", "probs", "digit", "not_digit_score"} or {"file", "error"}, the error a
+sentence for a person. ``digit`` is false when the model judges the input not to be a digit
+(then ``label`` is only its best guess); ``not_digit_score`` is p(not a digit) for models with a
+background condition, the best log-likelihood in nats for the others, null when there is none.
 A bad file (missing, a folder, too large, not an image, damaged, no digit) never stops the
 others. Exit code: 0 all recognised, 1 some failed, 2 bad usage or no usable model.
 """
@@ -21,29 +25,18 @@ from pathlib import Path
 
 import torch
 
-from cvae_core.checkpoints import Checkpoint, CheckpointError, discover, load_checkpoint
-from cvae_core.inference import DEFAULT_K, classify
+from cvae_core.calibration import Calibration
+from cvae_core.catalogue import default_recogniser, discover
+from cvae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from cvae_core.inference import classify
 from cvae_core.preprocess import MAX_BYTES, InputError, prepare_bytes
 
 MAX_K = 1024  # importance samples per label; more costs time and memory for no visible gain
 
 
 def best_checkpoint() -> Checkpoint:
-    """The shipped checkpoint with the highest recorded recognition accuracy that loads."""
-    entries = discover()
-    usable = [e.checkpoint for e in entries if e.checkpoint is not None]
-    if not usable:
-        reasons = "; ".join(f"{e.name}: {e.error}" for e in entries)
-        raise CheckpointError(
-            "no usable checkpoint found" + (f" ({reasons})" if reasons else "")
-            + "; train one with python -m cvae_core.train, or pass --checkpoint"
-        )
-
-    def accuracy(ckpt: Checkpoint) -> float:
-        value = (ckpt.meta.get("evaluation") or {}).get("accuracy")
-        return float(value) if isinstance(value, int | float) else -1.0
-
-    return max(usable, key=accuracy)
+    """The shipped checkpoint that recognises best and loads (``cvae_core.catalogue.default_recogniser``)."""
+    return default_recogniser(discover()).ckpt
 
 
 def read_limited(path: Path) -> bytes:
@@ -59,25 +52,30 @@ def read_limited(path: Path) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise InputError("This is not a regular file (a device, pipe or socket).")
     if info.st_size > MAX_BYTES:
-        raise InputError(f"The file is {info.st_size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
+        raise InputError(f"The file is {info.st_size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:g} MB ({MAX_BYTES:,} bytes).")
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)  # the file may have grown since stat()
     except OSError as e:
         raise InputError(f"The file cannot be read ({e.strerror}).") from None
     if len(data) > MAX_BYTES:
-        raise InputError(f"The file is larger than the {MAX_BYTES / 1e6:.0f} MB limit.")
+        raise InputError(f"The file is larger than the {MAX_BYTES / 1e6:g} MB limit ({MAX_BYTES:,} bytes).")
     return data
 
 
-def recognise_file(ckpt: Checkpoint, path: Path, *, k: int, seed: int) -> dict:
+def recognise_file(ckpt: Checkpoint, path: Path, *, k: int | None, seed: int) -> dict:
     prepared = prepare_bytes(read_limited(path))
     gen = torch.Generator().manual_seed(seed)
-    probs, _ = classify(ckpt.model, prepared.tensor, k=k, generator=gen)
+    cal = Calibration.for_checkpoint(ckpt.meta)
+    probs, raw, not_digit = classify(ckpt.model, prepared.tensor, k=k, generator=gen, calibration=cal)
     p = probs[0].tolist()
     if not all(0.0 <= v <= 1.0 for v in p):  # NaN fails both comparisons
         raise InputError("The model produced invalid probabilities for this image.")
-    return {"file": _shown(path), "label": int(max(range(len(p)), key=p.__getitem__)), "probs": [round(v, 6) for v in p]}
+    flags, score = cal.not_a_digit(raw, not_digit)
+    return {
+        "file": _shown(path), "label": int(max(range(len(p)), key=p.__getitem__)), "probs": [round(v, 6) for v in p],
+        "digit": not bool(flags[0]), "not_digit_score": None if score is None else round(float(score[0]), 6),
+    }
 
 
 def _shown(path: Path) -> str:
@@ -91,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, one digit each")
     p.add_argument("--checkpoint", default=None, help="default: the shipped model that recognises best")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"importance samples per label (default {DEFAULT_K})")
+    p.add_argument("--k", type=int, default=None, help="importance samples per label (default: the model's calibrated K)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage (0 for --help); return it instead
         return int(e.code) if isinstance(e.code, int) else 2
-    if not 1 <= args.k <= MAX_K:
+    if args.k is not None and not 1 <= args.k <= MAX_K:
         print(f"error: --k must be between 1 and {MAX_K}", file=sys.stderr)
         return 2
     try:
@@ -122,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result['file']}: error: {result['error']}", flush=True)
         else:
             probs = "  ".join(f"{d}:{q:.3f}" for d, q in enumerate(result["probs"]))
-            print(f"{result['file']}: {result['label']}  ({probs})", flush=True)
+            answer = result["label"] if result["digit"] else f"not a digit (best guess {result['label']})"
+            print(f"{result['file']}: {answer}  ({probs})", flush=True)
     return 1 if failed else 0
 
 

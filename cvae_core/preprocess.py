@@ -1,22 +1,21 @@
 """Any user image -> one 28x28 MNIST-style tensor, the way MNIST itself was made.
 
-Decoding (``decode_image``) accepts PNG and JPEG only, recognised by their content (never by
-name or MIME type), at most ``MAX_BYTES`` bytes and ``MAX_SIDE`` x ``MAX_SIDE`` pixels. The size is
-read from the file header before Pillow sees the file, so a decompression bomb is refused before
-Pillow could even warn about it. A PNG's chunk checksums are verified (Pillow skips those of the
-pixel data); a truncated or corrupt file gets a "damaged" message. An animated PNG is read as
-its first frame (what a viewer that does not animate shows). EXIF orientation is applied.
-16-bit greyscale keeps its full range; alpha is composited onto a background that contrasts
-with the ink, so a digit drawn only in the alpha channel survives.
+Decoding untrusted bytes is ``cvae_core.decode`` (PNG and JPEG, checked before Pillow sees them);
+this module turns the pixels into a digit, in the spirit of MNIST:
 
-Preparation (``prepare_*``), in the spirit of MNIST: greyscale (a large image box-reduced first,
-while still 8-bit) -> uneven lighting removed (a smooth surface fitted to the paper) -> polarity
-detected so the digit is light on dark -> ink found above the noise, specks dropped (these steps
-on a copy of at most ``DETECT_SIDE`` pixels a side, for speed) -> crop to the ink (at up to
-``ANALYSIS_SIDE``, for sharp edges) -> strokes thickened when they would be thinner than MNIST's
-at its scale (a pen line in a phone photo) -> scale to fit a 20x20 box keeping the aspect ratio
--> placed in 28x28 with its centre of mass where MNIST's sit, (14, 14), within a pixel of the
-middle (13.5, 13.5).
+1. greyscale in [0, 1] from any mode (a large image box-reduced first, while still 8-bit); 16-bit
+   keeps its range; alpha is composited onto a background that contrasts with the ink, so a digit
+   drawn only in the alpha channel survives (``_luminance_and_alpha``, ``composite``);
+2. ``_analysis_copy``: the size checked, then area-reduced to at most ``ANALYSIS_SIDE``;
+3. ``_lighting``: uneven lighting removed (a smooth surface fitted to the paper) and polarity
+   detected, so the digit is light on dark, on a copy of at most ``DETECT_SIDE`` pixels a side;
+4. ``_find_ink``: ink found above the noise in connected pieces, specks dropped, blank or noisy
+   images refused;
+5. ``_cut_out``: the ink cut out at the analysis scale, for sharp edges;
+6. ``_repair_strokes``: scaled to fit a 20x20 box keeping the aspect ratio, strokes thickened when
+   they would be thinner than MNIST's at its scale (a pen line in a phone photo);
+7. ``_centre_by_mass``: placed in 28x28 with its centre of mass where MNIST's sit, (14, 14),
+   within a pixel of the middle (13.5, 13.5).
 
 Every failure raises ``InputError`` whose message is meant for a person; for bad input nothing
 else escapes, and every tensor returned is finite, (1, 1, 28, 28) and within [0, 1].
@@ -24,28 +23,29 @@ else escapes, and every tensor returned is finite, (1, 1, 28, 28) and within [0,
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import io
 import math
-import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
-SIZE = 28  # MNIST field
+from cvae_core import imageops
+from cvae_core.config import IMAGE_SIZE
+from cvae_core.decode import MAX_BYTES, MAX_SIDE, InputError, decode_image, sniff
+
+__all__ = [
+    "BOX", "MAX_BYTES", "MAX_SIDE", "SIZE", "InputError", "Prepared", "composite", "decode_image", "prepare_array",
+    "prepare_bytes", "prepare_image", "sniff",
+]
+
+SIZE = IMAGE_SIZE  # MNIST field
 BOX = 20  # MNIST digits were scaled to fit 20x20, then centred by mass in 28x28
-MAX_BYTES = 5 * 1024 * 1024
-MAX_SIDE = 4096  # pixels a side; checked from the header before decoding
 MIN_SIDE = 8
 MAX_ASPECT = 20.0
 ANALYSIS_SIDE = 320  # the image is area-reduced to this before the digit is cut out...
 DETECT_SIDE = 112  # ...and to at most this (4x MNIST's field) by whole steps, to look for the ink
-DECODE_SIDE = 1024  # large JPEGs are decoded at a reduced scale, never below this
 FINE = 5  # the digit is repaired and centred at 5x the output scale, then area-reduced
 WORK_SIDE = BOX * FINE  # the ink crop is resampled to this for stroke repair
 MASS_CENTRE = 14.0  # where MNIST's centres of mass sit (index coordinates; 13.5 is the middle)
@@ -58,19 +58,6 @@ MAX_PIECES = 12  # a digit is one to a few strokes; many separate pieces are a t
 _AVERAGEABLE = ("L", "LA", "RGB", "RGBA", "I", "F")  # Pillow modes whose pixels may be box-averaged
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
 
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
-_KNOWN_OTHERS = {
-    b"GIF87a": "GIF", b"GIF89a": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
-    b"RIFF": "WebP/RIFF", b"%PDF": "PDF", b"\x00\x00\x01\x00": "ICO", b"\xff\x0a": "JPEG XL",
-    b"\x00\x00\x00\x0cjP": "JPEG 2000", b"8BPS": "Photoshop", b"PK\x03\x04": "ZIP", b"\x1f\x8b": "gzip",
-}
-_ISO_BRANDS = {b"hei": "HEIC/HEIF photo", b"hev": "HEIC/HEIF photo", b"mif": "HEIC/HEIF photo", b"avi": "AVIF image"}
-_TEXT_STARTS = (b"<", b"{", b"[", b"#", b"%!")
-
-
-class InputError(ValueError):
-    """The input cannot be turned into a digit; ``str(e)`` is a message for the user."""
-
 
 @dataclass
 class Prepared:
@@ -78,140 +65,6 @@ class Prepared:
 
     tensor: Tensor  # (1, 1, 28, 28) float32 in [0, 1], light digit on dark
     inverted: bool  # the source was dark ink on light paper
-
-
-# ----------------------------------------------------------------------------------- decoding
-
-
-def sniff(data: bytes) -> str:
-    """'PNG' or 'JPEG' by magic bytes, else an ``InputError`` naming what it looks like."""
-    for magic, kind in _SIGNATURES.items():
-        if data.startswith(magic):
-            return kind
-    for magic, kind in _KNOWN_OTHERS.items():
-        if data.startswith(magic):
-            raise InputError(f"This is a {kind} file, not a PNG or JPEG image. Please upload a PNG or JPEG.")
-    if data[4:8] == b"ftyp":  # ISO media: HEIC (a phone camera's default), AVIF, MP4...
-        kind = _ISO_BRANDS.get(data[8:11], "video or ISO media file")
-        raise InputError(f"This is a {kind}, not a PNG or JPEG image. Please convert it to JPEG or PNG first.")
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if b"<svg" in head.lower():
-        raise InputError("This is an SVG drawing, not a PNG or JPEG image. Please export it as PNG.")
-    if head.startswith(_TEXT_STARTS) or (head and _looks_like_text(head)):
-        raise InputError("This is a text (or HTML) file, not a PNG or JPEG image. Please upload a PNG or JPEG.")
-    raise InputError("This file is not a PNG or JPEG image (its content is not recognised). Please upload a PNG or JPEG.")
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(c.isprintable() or c in "\t\r\n" for c in text)
-
-
-def _damaged(kind: str, detail: str = "") -> InputError:
-    return InputError(f"The {kind} file is damaged or incomplete and cannot be read{detail}. Please upload it again.")
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from IHDR, after checking every chunk's length and CRC.
-
-    Pillow does not check the CRC of pixel data, so a flipped bit there would decode quietly
-    into a different picture; a PNG's checksums let us say "damaged" instead.
-    """
-    # The IHDR chunk must come first: length 13, type, width, height (big-endian).
-    if len(data) < 33 or data[8:16] != b"\x00\x00\x00\x0dIHDR":
-        raise _damaged("PNG", " (no valid header)")
-    i = 8
-    while True:
-        if i + 12 > len(data):
-            raise _damaged("PNG", " (it ends too early)")
-        (length,) = struct.unpack(">I", data[i : i + 4])
-        end = i + 8 + length
-        if end + 4 > len(data):
-            raise _damaged("PNG", " (it ends too early)")
-        if zlib.crc32(data[i + 4 : end]) != struct.unpack(">I", data[end : end + 4])[0]:
-            raise _damaged("PNG", f" (checksum error in a {data[i + 4 : i + 8].decode('latin-1')!r} chunk)")
-        if data[i + 4 : i + 8] == b"IEND":
-            break
-        i = end + 4
-    return struct.unpack(">II", data[16:24])
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the first start-of-frame marker, walking the segments."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise _damaged("JPEG", " (bad segment marker)")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            break
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if length < 2:
-            raise _damaged("JPEG", " (bad segment length)")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
-        i += 2 + length
-    raise _damaged("JPEG", " (no frame header)")
-
-
-def _check_pixels(width: int, height: int) -> None:
-    if width < 1 or height < 1:
-        raise InputError(f"The image has no pixels ({width}x{height}). Please upload a real image.")
-    if width > MAX_SIDE or height > MAX_SIDE:
-        raise InputError(f"The image is {width}x{height} pixels; the limit is {MAX_SIDE}x{MAX_SIDE}. Please upload a smaller image.")
-    # Our limit is far below Pillow's bomb threshold; this keeps it so if that threshold is lowered.
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        raise InputError(f"The image is too large to decode safely ({width}x{height} pixels; possible decompression bomb).")
-
-
-def decode_image(data: bytes) -> Image.Image:
-    """Decode PNG/JPEG bytes safely: content-checked, size-capped, fully loaded, EXIF-rotated.
-
-    Animated PNGs are accepted and their first frame is used.
-    """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise InputError("Expected the bytes of an image file.")
-    data = bytes(data)
-    if not data:
-        raise InputError("The file is empty (0 bytes). Please upload a PNG or JPEG image.")
-    if len(data) > MAX_BYTES:
-        raise InputError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
-    kind = sniff(data)
-    width, height = _png_size(data) if kind == "PNG" else _jpeg_size(data)
-    _check_pixels(width, height)
-    try:
-        img = Image.open(io.BytesIO(data), formats=[kind])
-        _check_pixels(*img.size)
-        if kind == "JPEG":
-            # Let libjpeg decode a big photo at 1/2, 1/4 or 1/8 scale directly: faster, and the
-            # digit still keeps over DECODE_SIDE pixels on the longer side.
-            scale = max(1, max(img.size) // DECODE_SIDE)
-            img.draft("L", (max(1, img.size[0] // scale), max(1, img.size[1] // scale)))
-        img.load()
-    except InputError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError("The image is too large to decode safely (possible decompression bomb).") from None
-    except MemoryError:
-        raise InputError("The image is too large to decode in the memory available.") from None
-    except Exception as e:  # Pillow reports a damaged file with many exception types
-        raise _damaged(kind, " (it ends too early)" if "truncated" in str(e) else "") from None
-    with contextlib.suppress(Exception):  # unreadable EXIF: keep the pixels as stored
-        img = ImageOps.exif_transpose(img)
-    return img
 
 
 # ------------------------------------------------------------------------ pixels to greyscale
@@ -349,212 +202,74 @@ def prepare_bytes(data: bytes) -> Prepared:
 # ---------------------------------------------------------------------- the MNIST treatment
 
 
-def _resize(arr: np.ndarray, width: int, height: int, resample: Image.Resampling) -> np.ndarray:
-    out = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F").resize((width, height), resample)
-    return np.asarray(out, dtype=np.float32)
-
-
-def _fit_side(arr: np.ndarray, side: int, resample: Image.Resampling = Image.Resampling.BOX) -> np.ndarray:
-    """Resample so that the longer side is ``side`` (area averaging when reducing)."""
-    h, w = arr.shape
-    f = side / max(h, w)
-    return _resize(arr, max(1, round(w * f)), max(1, round(h * f)), resample)
-
-
-def _blur(arr: np.ndarray) -> np.ndarray:
-    """A small separable Gaussian (sigma 1 pixel) with edge padding."""
-    k0, k1, k2 = np.float32(0.054), np.float32(0.244), np.float32(0.403)  # symmetric 5-tap kernel
-    p = np.pad(arr, 2, mode="edge")
-    h, w = arr.shape
-    rows = k0 * (p[:, :w] + p[:, 4:]) + k1 * (p[:, 1 : w + 1] + p[:, 3 : w + 3]) + k2 * p[:, 2 : w + 2]  # (h+4, w)
-    return k0 * (rows[:h] + rows[4:]) + k1 * (rows[1 : h + 1] + rows[3 : h + 3]) + k2 * rows[2 : h + 2]
-
-
-def _quantile(values: np.ndarray, q: float) -> float:
-    """``np.quantile(values, q)`` (linear interpolation) by a partial sort: without its fixed
-    overhead, which dominates on the small arrays used here."""
-    flat = values.ravel()
-    pos = q * (flat.size - 1)
-    lo = int(pos)
-    hi = min(lo + 1, flat.size - 1)
-    part = np.partition(flat, (lo, hi))
-    return float(part[lo]) + (float(part[hi]) - float(part[lo])) * (pos - lo)
-
-
-def _mad_sigma(values: np.ndarray) -> float:
-    """Robust standard deviation (median absolute deviation, scaled for a normal law)."""
-    return 1.4826 * _quantile(np.abs(values - np.float32(_quantile(values, 0.5))), 0.5)
-
-
-def _background(grey: np.ndarray) -> np.ndarray:
-    """The 6 coefficients of a smooth surface through the paper (uneven lighting, vignetting, a
-    tinted sheet); ``_surface`` evaluates it.
-
-    A quadratic in x and y is fitted to the medians of an 8x8 grid of blocks by iteratively
-    re-weighted least squares, starting from the border (usually paper); blocks covered by ink
-    are outliers and drop out, so thick strokes do not pull the surface up.
-    """
-    h, w = grey.shape
-    gy, gx = max(1, min(8, h // 4)), max(1, min(8, w // 4))
-    bh, bw = h // gy, w // gx
-    blocks = grey[: gy * bh, : gx * bw].reshape(gy, bh, gx, bw).transpose(0, 2, 1, 3).reshape(gy, gx, -1)
-    med = np.median(blocks, axis=2).ravel()
-    design, edge = _block_design(gy, gx)
-    fitted = np.full_like(med, _quantile(med[edge], 0.5))
-    coef = np.zeros(6)
-    coef[0] = fitted[0]
-    used = None
-    for _ in range(4):
-        res = med - fitted
-        inliers = np.abs(res) <= max(3.0 * _mad_sigma(res), 0.02)
-        count = int(inliers.sum())
-        terms = 6 if count >= 12 else 3 if count >= 6 else 1
-        if count < 1 or (used is not None and np.array_equal(inliers, used)):
-            break  # no inliers, or the same as last time: the fit would not change
-        used = inliers
-        coef = np.zeros(6)
-        coef[:terms] = np.linalg.lstsq(design[inliers, :terms], med[inliers], rcond=None)[0]
-        fitted = design @ coef
-    return coef
-
-
-@functools.cache
-def _block_design(gy: int, gx: int) -> tuple[np.ndarray, np.ndarray]:
-    """For a gy x gx grid of blocks: the quadratic's terms at the block centres (gy * gx, 6) and
-    which blocks are on the border (gy * gx,). Read-only, shared between calls."""
-    yy, xx = np.meshgrid((np.arange(gy) + 0.5) / gy - 0.5, (np.arange(gx) + 0.5) / gx - 0.5, indexing="ij")
-    yy, xx = yy.ravel(), xx.ravel()
-    design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], axis=1)
-    edge = (np.abs(yy) == np.abs(yy).max()) | (np.abs(xx) == np.abs(xx).max())
-    design.flags.writeable = edge.flags.writeable = False
-    return design, edge
-
-
-def _surface(coef: np.ndarray, h: int, w: int, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
-    """The fitted background over an h x w image (or its ``rows`` x ``cols`` window), float32.
-
-    Coordinates are fractions of the image, so a fit made at one scale applies at any other.
-    """
-    y = ((np.arange(h)[rows] + 0.5) / h - 0.5)[:, None]
-    x = ((np.arange(w)[cols] + 0.5) / w - 0.5)[None, :]
-    c = coef
-    # Separably: (terms in y alone) + (terms in x alone) + x * (the cross term's slope in y).
-    in_y = (c[0] + c[2] * y + c[4] * y * y).astype(np.float32)  # (h, 1)
-    in_x = (c[1] * x + c[3] * x * x).astype(np.float32)  # (1, w)
-    return in_y + in_x + (c[5] * y).astype(np.float32) * x.astype(np.float32)
-
-
-def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """8-connected components: (labels, -1 off the mask; size of each label in pixels).
-
-    Works on horizontal runs of ink (a few per row for a digit) with union-find.
-    """
-    h, w = mask.shape
-    padded = np.zeros((h, w + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    edges = padded[:, 1:] - padded[:, :-1]  # +1 where a run starts, -1 just after it ends
-    rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1]  # exclusive; runs come out sorted by row, then column
-    parent = list(range(len(rows)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first = np.searchsorted(rows, np.arange(h + 1)).tolist()
-    starts_l, ends_l = starts.tolist(), ends.tolist()  # Python ints: fast in the loop below
-    for r in range(1, h):
-        i, i_end, j, j_end = first[r - 1], first[r], first[r], first[r + 1]
-        while i < i_end and j < j_end:
-            if starts_l[j] <= ends_l[i] and starts_l[i] <= ends_l[j]:  # touching, diagonals included
-                a, b = root(i), root(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-            if ends_l[i] < ends_l[j]:
-                i += 1
-            else:
-                j += 1
-    roots = np.array([root(i) for i in range(len(rows))], dtype=np.int64)
-    ids, run_label = np.unique(roots, return_inverse=True)
-    sizes = np.bincount(run_label, weights=ends - starts, minlength=len(ids)).astype(np.int64)
-    lengths = ends - starts
-    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    labels = np.full(h * w, -1, dtype=np.int64)
-    labels[np.repeat(rows * w + starts, lengths) + offsets] = np.repeat(run_label, lengths)
-    return labels.reshape(h, w), sizes
-
-
-def _disk_max(arr: np.ndarray, radius: int) -> np.ndarray:
-    """Grey-level dilation by a disk (a round pen tip), on an array padded by ``radius``.
-
-    Row by row of the disk: a horizontal running maximum of each half-width the disk has, then
-    one shifted maximum per row, so the cost grows with the radius, not its square.
-    """
-    p = np.pad(arr, radius)
-    h, w = p.shape
-    q = np.pad(p, radius)  # (h + 2r, w + 2r)
-    reach = [math.isqrt(radius * radius + radius - dy * dy) for dy in range(radius + 1)]  # half-width at row dy
-    spans = [q]  # spans[a][:, j] = max of q[:, j : j + 2a + 1]
-    for a in range(1, reach[0] + 1):
-        spans.append(np.maximum(np.maximum(spans[a - 1][:, 1:-1], q[:, : -2 * a]), q[:, 2 * a :]))
-    out = p.copy()
-    for dy in range(-radius, radius + 1):
-        a = reach[abs(dy)]
-        out = np.maximum(out, spans[a][radius + dy : radius + dy + h, radius - a : radius - a + w])
-    return out
-
-
-def _stroke_width(ink: np.ndarray) -> float:
-    """Mean stroke width in pixels: ink mass over the stroke length, taken as half the boundary.
-
-    The boundary is counted in pixel edges of the half-intensity mask; edges overcount a slanted
-    boundary by 4/pi on average, hence the pi/4.
-    """
-    mask = ink > 0.5
-    if not mask.any():
-        return 0.0
-    edges = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
-    edges += 2 * (np.count_nonzero(mask[0]) + np.count_nonzero(mask[:, 0]))  # at the crop's rim
-    length = max(edges * np.pi / 8.0, 1.0)
-    return float(ink.sum()) / length
-
-
 def _mnistify(grey: np.ndarray) -> Prepared:
+    """A greyscale image in [0, 1] -> the digit as MNIST has it (the stages in the module docstring)."""
+    grey = _analysis_copy(grey)
+    light = _lighting(grey)
+    ink = _find_ink(light)
+    crop = _cut_out(grey, light, ink)
+    return Prepared(tensor=_centre_by_mass(_repair_strokes(crop, light.noise)), inverted=light.inverted)
+
+
+def _analysis_copy(grey: np.ndarray) -> np.ndarray:
+    """The image checked for a plausible size and shape, area-reduced to at most ``ANALYSIS_SIDE``."""
     h, w = grey.shape
     if min(h, w) < MIN_SIDE:
         raise InputError(f"The image is {w}x{h} pixels; it needs to be at least {MIN_SIDE}x{MIN_SIDE} to hold a digit.")
     if max(h, w) / min(h, w) > MAX_ASPECT:
         raise InputError(f"The image is {w}x{h} pixels, too long and thin to hold one digit.")
     if max(h, w) > ANALYSIS_SIDE:
-        grey = _fit_side(grey, ANALYSIS_SIDE)  # area averaging: a grey level in [0, 1] stays there
-    grey = np.clip(grey.astype(np.float32), 0.0, 1.0)
+        grey = imageops.fit_side(grey, ANALYSIS_SIDE)  # area averaging: a grey level in [0, 1] stays there
+    return np.clip(grey.astype(np.float32), 0.0, 1.0)
+
+
+@dataclass
+class _Lighting:
+    """The paper's fitted surface and noise, and which way the ink goes, from the coarse copy."""
+
+    step: int  # the coarse copy's pixels are the means of step x step pixels of the analysis copy
+    coef: np.ndarray  # the background surface (``imageops.surface``)
+    noise: float  # robust standard deviation of the flattened paper
+    inverted: bool  # dark ink on light paper
+    ink: np.ndarray  # the coarse copy flattened, ink positive
+
+
+def _lighting(grey: np.ndarray) -> _Lighting:
+    """Flatten the lighting, then decide polarity: the ink is the side (darker or lighter than the
+    paper) with more mass beyond the noise.
+
+    The digit is looked for in a coarser copy (each pixel the mean of step x step) and cut out of
+    the analysis copy, so the search costs a few times less and the cut keeps its sharp edges.
+    """
     h, w = grey.shape
-    # The digit is looked for in a coarser copy (each pixel the mean of step x step) and cut out of
-    # this one, so the search costs a few times less and the cut keeps its sharp edges.
     step = max(1, min(math.ceil(max(h, w) / DETECT_SIDE), min(h, w) // MIN_SIDE))
     coarse = np.asarray(Image.fromarray(grey, mode="F").reduce(step)) if step > 1 else grey  # last boxes partial
-    hc, wc = coarse.shape
-
-    # Flatten the lighting, then decide polarity: the ink is the side (darker or lighter than the
-    # paper) with more mass beyond the noise.
-    coef = _background(coarse)
-    resid = coarse - _surface(coef, hc, wc)
-    noise = _mad_sigma(resid)
+    coef = imageops.background(coarse)
+    resid = coarse - imageops.surface(coef, *coarse.shape)
+    noise = imageops.mad_sigma(resid)
     t = max(3.0 * noise, 0.02)
     darker = float(np.maximum(-resid - t, 0).sum())
     lighter = float(np.maximum(resid - t, 0).sum())
     inverted = darker > lighter
-    ink = -resid if inverted else resid
+    return _Lighting(step, coef, noise, inverted, -resid if inverted else resid)
 
-    # Ink: the smoothed image above the noise, in connected pieces large enough to matter.
-    smooth = _blur(ink)
-    sigma = _mad_sigma(smooth)
+
+@dataclass
+class _Ink:
+    keep: np.ndarray  # (coarse) mask of the pieces that make the digit
+    level: float  # the ink's 90th percentile: what maps to 1
+
+
+def _find_ink(light: _Lighting) -> _Ink:
+    """The smoothed ink above the noise, in connected pieces large enough to matter; blank,
+    noisy, scattered or tiny marks are refused with their own messages."""
+    ink, noise = light.ink, light.noise
+    smooth = imageops.blur(ink)
+    sigma = imageops.mad_sigma(smooth)
     mask = smooth > max(4.0 * sigma, MIN_CONTRAST / 2)
     if not mask.any():
         raise _no_digit(max(noise, sigma))
-    labels, sizes = _components(mask)
+    labels, sizes = imageops.components(mask)
     big = np.nonzero(sizes >= max(0.08 * sizes.max(), 2))[0]
     if big.size == 0:  # single isolated pixels only
         raise _no_digit(max(noise, sigma))
@@ -563,64 +278,58 @@ def _mnistify(grey: np.ndarray) -> Prepared:
     keep = chosen[labels]
     if len(big) > MAX_PIECES or (sizes.max() < 0.5 * mask.sum() and keep.sum() < 0.6 * mask.sum()):
         raise _no_digit(max(noise, NOISE_SIGMA))  # ink scattered all over: noise or texture
-    level = _quantile(ink[keep], 0.9)
+    level = imageops.quantile(ink[keep], 0.9)
     if level < MIN_CONTRAST or level < MIN_SNR * sigma:
         raise _no_digit(max(noise, sigma))
-    if _extent(labels == int(np.argmax(sizes))) < MIN_EXTENT * max(hc, wc):
+    if imageops.extent(labels == int(np.argmax(sizes))) < MIN_EXTENT * max(ink.shape):
         if max(noise, sigma) >= NOISE_SIGMA:
             raise _no_digit(max(noise, sigma))  # specks of noise, no stroke
         raise InputError("The mark is too small to be a digit. Please draw a larger digit, or crop the photo closer.")
+    return _Ink(keep, level)
 
-    # Ink as MNIST has it: 0 away from the strokes, 1 in their core, soft edges; at the fine scale,
-    # within the window of the coarse support.
-    support = _disk_max(keep, 2)[2:-2, 2:-2]  # boolean: the dilation of a mask is a mask
-    r0, r1, c0, c1 = _bounds(support)
+
+def _cut_out(grey: np.ndarray, light: _Lighting, ink: _Ink) -> np.ndarray:
+    """The ink as MNIST has it, cropped: 0 away from the strokes, 1 in their core, soft edges; at
+    the analysis scale, within the window of the coarse support."""
+    h, w = grey.shape
+    step, noise, level = light.step, light.noise, ink.level
+    support = imageops.disk_max(ink.keep, 2)[2:-2, 2:-2]  # boolean: the dilation of a mask is a mask
+    r0, r1, c0, c1 = imageops.bounds(support)
     rows, cols = slice(r0 * step, min(r1 * step, h)), slice(c0 * step, min(c1 * step, w))
     near = support[r0:r1, c0:c1].repeat(step, 0).repeat(step, 1)
     near = near[: rows.stop - rows.start, : cols.stop - cols.start]
-    fine = grey[rows, cols] - _surface(coef, h, w, rows, cols)
+    fine = grey[rows, cols] - imageops.surface(light.coef, h, w, rows, cols)
     floor = min(2.0 * noise, 0.5 * level)
-    norm = np.clip(((-fine if inverted else fine) - floor) / (level - floor), 0.0, 1.0) * near
-    box = _bounds(norm > 0.1)
+    norm = np.clip(((-fine if light.inverted else fine) - floor) / (level - floor), 0.0, 1.0) * near
+    box = imageops.bounds(norm > 0.1)
     if box is None:
         raise _no_digit(noise)
     crop = norm[box[0] : box[1], box[2] : box[3]]
-    if max(crop.shape) < 3.0 * _stroke_width(crop):
+    if max(crop.shape) < 3.0 * imageops.stroke_width(crop):
         raise InputError("Only a dot or blob was found, not a digit. Please draw a digit.")
+    return crop
 
-    # Work at a fixed scale relative to the 20x20 box, restore the peak after area averaging
-    # (a thin line averages to grey), and thicken strokes thinner than MNIST's.
+
+def _repair_strokes(crop: np.ndarray, noise: float) -> np.ndarray:
+    """The crop at a fixed scale relative to the 20x20 box (``WORK_SIDE``), its peak restored
+    after area averaging (a thin line averages to grey), strokes thinner than MNIST's thickened."""
     reducing = max(crop.shape) > WORK_SIDE
-    work = _fit_side(crop, WORK_SIDE, Image.Resampling.BOX if reducing else Image.Resampling.BILINEAR)
+    work = imageops.fit_side(crop, WORK_SIDE, Image.Resampling.BOX if reducing else Image.Resampling.BILINEAR)
     work = np.clip(work, 0.0, None)
     bright = work > 0.05
-    peak = _quantile(work[bright], 0.99) if bright.any() else 0.0
+    peak = imageops.quantile(work[bright], 0.99) if bright.any() else 0.0
     if not peak > 0.0:
         raise _no_digit(noise)
     work = np.clip(work / peak, 0.0, 1.0)
-    width = _stroke_width(work)
+    width = imageops.stroke_width(work)
     target = TARGET_STROKE * FINE
     if width < 0.55 * target:  # thinner than all but ~1% of MNIST digits
-        work = _disk_max(work, max(1, round((target - max(width, 1.0)) / 2)))
-    box = _bounds(work > 0.02)
+        work = imageops.disk_max(work, max(1, round((target - max(width, 1.0)) / 2)))
+    box = imageops.bounds(work > 0.02)
     if box is None:
         raise _no_digit(noise)
     work = work[box[0] : box[1], box[2] : box[3]]
-    work = np.clip(_fit_side(work, WORK_SIDE, Image.Resampling.BOX), 0.0, 1.0)
-    return Prepared(tensor=_centre_by_mass(work), inverted=inverted)
-
-
-def _bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(first row, last row + 1, first column, last column + 1) of a mask's pixels; None if empty."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def _extent(mask: np.ndarray) -> int:
-    box = _bounds(mask)
-    return 0 if box is None else max(box[1] - box[0], box[3] - box[2])
+    return np.clip(imageops.fit_side(work, WORK_SIDE, Image.Resampling.BOX), 0.0, 1.0)
 
 
 def _no_digit(noise: float) -> InputError:

@@ -25,13 +25,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from cvae_core.checkpoints import CHECKPOINT_DIR, CheckpointError, code_version, now_iso, save_checkpoint
+from cvae_core import nondigits
+from cvae_core.augment import Augment, augment
+from cvae_core.checkpoints import CheckpointError, checkpoint_dir, code_version, now_iso, save_checkpoint
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.data import MNIST, DataError, batches, load_mnist
-from cvae_core.models import CVAE, build_model, count_parameters, cvae_loss
+from cvae_core.models import CLASSIFIERS, CVAE, MODELS, DigitCNN, build_model, count_parameters, cvae_loss
 
 
 def set_seed(seed: int) -> None:
@@ -40,9 +43,8 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str | None = None, *, threads: int | None = None) -> torch.device:
-    """CUDA when present (or asked for), else the CPU with every core (or ``threads``)."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+def pick_device(name: str | None = None) -> torch.device:
+    """CUDA when present (or the device asked for), else the CPU."""
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -56,8 +58,37 @@ def lr_factor(step: int, *, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+NONDIGIT_POOL = 20000  # generated non-digits per training run, each shown distorted many times
+
+
+def training_batch(
+    x: Tensor, y: Tensor, model: CVAE | DigitCNN, cfg: TrainConfig, generator: torch.Generator,
+    nondigit_pool: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(what the model sees, what it should reconstruct, conditions) for one batch of digits.
+
+    With ``cfg.augment`` the digits are distorted (``cvae_core.augment``); with ``cfg.denoise`` the
+    target stays the clean digit, else it is the distorted one. A model with a background
+    condition also gets ``cfg.background_fraction`` non-digits per digit from ``nondigit_pool``
+    (distorted too), labelled "not a digit" (index ``num_classes``).
+    """
+    seen = augment(x, Augment(), generator) if cfg.augment else x
+    target = x if cfg.denoise else seen
+    if model.config.background:
+        if nondigit_pool is None:
+            raise ValueError("a model with a background condition trains with a pool of non-digits")
+        m = max(1, round(cfg.background_fraction * len(y)))
+        others = nondigit_pool[torch.randint(0, len(nondigit_pool), (m,), generator=generator)]
+        if cfg.augment:
+            others = augment(others, Augment(), generator)
+        others = others.to(x.device)
+        seen, target = torch.cat([seen, others]), torch.cat([target, others])
+        y = torch.cat([y, torch.full((m,), model.config.num_classes, dtype=y.dtype, device=y.device)])
+    return seen, target, y
+
+
 def train_one_epoch(
-    model: CVAE,
+    model: CVAE | DigitCNN,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     images: Tensor,
@@ -69,53 +100,72 @@ def train_one_epoch(
     generator: torch.Generator,
     device: torch.device,
     desc: str = "train",
+    nondigit_pool: Tensor | None = None,
 ) -> tuple[dict[str, float], int]:
-    """One pass over (images, labels) in a shuffled order; returns mean metrics and the new step."""
+    """One pass over (images, labels) in a shuffled order; returns mean metrics and the new step.
+
+    A CVAE minimises the negative ELBO (plus, with ``cfg.disc_weight``, the class-posterior
+    cross-entropy on a share of the batch); the CNN reference minimises cross-entropy."""
     model.train()
-    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    seen = 0
+    classifier = isinstance(model, DigitCNN)
+    sums: dict[str, float] = {"loss": 0.0} if classifier else {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    seen_count = 0
     warm = cfg.kl_warmup_epochs * steps_per_epoch
     bar = tqdm(total=len(labels), desc=desc, unit="img", leave=False, dynamic_ncols=True, mininterval=0.5, disable=None)
     for x, y in batches(images, labels, cfg.batch_size, shuffle=True, generator=generator, device=device):
-        beta = cfg.beta * min(1.0, step / warm) if warm > 0 else cfg.beta
-        logits, mean, logvar = model(x, y)
-        parts = cvae_loss(logits, x, mean, logvar, beta=beta)
-        objective = parts["loss"].mean()
-        if cfg.disc_weight > 0:
-            m = max(1, round(cfg.disc_fraction * len(y)))
-            ce = class_posterior_loss(model, x[:m], y[:m])
-            objective = objective + cfg.disc_weight * ce
-            sums["disc_ce"] = sums.get("disc_ce", 0.0) + ce.item() * len(y)
+        seen, target, y = training_batch(x, y, model, cfg, generator, nondigit_pool)
+        if classifier:
+            objective = F.cross_entropy(model(seen), y)
+            parts = {"loss": objective.detach().expand(len(y))}
+        else:
+            beta = cfg.beta * min(1.0, step / warm) if warm > 0 else cfg.beta
+            logits, mean, logvar = model(seen, y)
+            parts = cvae_loss(logits, target, mean, logvar, beta=beta)
+            objective = parts["loss"].mean()
+            if cfg.disc_weight > 0:
+                m = max(1, round(cfg.disc_fraction * len(y)))
+                pick = torch.randperm(len(y), generator=generator)[:m].to(y.device)
+                ce = class_posterior_loss(model, seen[pick], y[pick], temperature=cfg.disc_temperature)
+                objective = objective + cfg.disc_weight * ce
+                sums["disc_ce"] = sums.get("disc_ce", 0.0) + ce.item() * len(y)
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
         scheduler.step()
         step += 1
         n = len(y)
-        seen += n
+        seen_count += n
         with torch.no_grad():
-            sums["recon"] += parts["recon"].sum().item()
-            sums["kl"] += parts["kl"].sum().item()
-        sums["loss"] = sums["recon"] + cfg.beta * sums["kl"]
-        bar.update(n)
-        bar.set_postfix(loss=f"{sums['loss'] / seen:.2f}", refresh=False)
+            if classifier:
+                sums["loss"] += parts["loss"].sum().item()
+            else:
+                sums["recon"] += parts["recon"].sum().item()
+                sums["kl"] += parts["kl"].sum().item()
+                sums["loss"] = sums["recon"] + cfg.beta * sums["kl"]
+        bar.update(len(x))
+        bar.set_postfix(loss=f"{sums['loss'] / seen_count:.2f}", refresh=False)
     bar.close()
-    return {k: v / max(seen, 1) for k, v in sums.items()}, step
+    return {k: v / max(seen_count, 1) for k, v in sums.items()}, step
 
 
-def class_posterior_loss(model: CVAE, x: Tensor, y: Tensor) -> Tensor:
-    """Cross-entropy of the Bayes class posterior softmax_y'(-negELBO(x, y')) against the true label.
+def class_posterior_loss(model: CVAE, x: Tensor, y: Tensor, *, temperature: float = 1.0) -> Tensor:
+    """Cross-entropy of the Bayes class posterior softmax_y'(-negELBO(x, y') / T) against the true label.
 
     The optional discriminative term of hybrid training (``--disc-weight``): the model stays a
     CVAE and still recognises through Bayes' rule, but its likelihoods are pushed to rank the
-    true label first (hybrid generative-discriminative training, Lasserre et al., 2006).
+    true label first (hybrid generative-discriminative training, Lasserre et al., 2006). The
+    posterior runs over every condition, "not a digit" included when the model has a background.
+    ELBOs of two labels differ by tens of nats, so at T = 1 the posterior is nearly one-hot and only
+    misclassified images teach anything; a temperature T > 1 lets near misses pull too (a margin).
     """
-    classes = model.config.num_classes
-    xs = x.repeat_interleave(classes, 0)  # (m*C, 1, H, W)
-    ys = torch.arange(classes, device=x.device).repeat(len(y))  # (m*C,)
-    logits, mean, logvar = model(xs, ys)
-    neg_elbo = cvae_loss(logits, xs, mean, logvar)["loss"].view(len(y), classes)
-    return torch.nn.functional.cross_entropy(-neg_elbo, y)
+    conditions = model.config.num_conditions
+    mean, logvar = model.encode_all(x)  # (m, C, D)
+    mean, logvar = mean.flatten(0, 1), logvar.flatten(0, 1)  # (m*C, D)
+    xs = x.repeat_interleave(conditions, 0)  # (m*C, 1, H, W)
+    ys = torch.arange(conditions, device=x.device).repeat(len(y))  # (m*C,)
+    logits = model.decode_logits(model.reparameterize(mean, logvar), ys)
+    neg_elbo = cvae_loss(logits, xs, mean, logvar)["loss"].view(len(y), conditions)
+    return F.cross_entropy(-neg_elbo / temperature, y)
 
 
 @torch.inference_mode()
@@ -142,12 +192,38 @@ def evaluate(
     return {k: v / max(len(labels), 1) for k, v in sums.items()}
 
 
+@torch.inference_mode()
+def evaluate_classifier(
+    model: DigitCNN, images: Tensor, labels: Tensor, *, batch_size: int = 1000, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of the CNN reference on (images, labels)."""
+    model.eval()
+    loss, right = 0.0, 0
+    for x, y in batches(images, labels, batch_size, device=device):
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        right += int((logits[:, : model.config.num_classes].argmax(1) == y).sum())
+    n = max(len(labels), 1)
+    return {"loss": loss / n, "accuracy": right / n}
+
+
+def measure(model: CVAE | DigitCNN, images: Tensor, labels: Tensor, *, beta: float, device: torch.device) -> dict[str, float]:
+    """What the history records for one split: the negative ELBO and its parts for a CVAE,
+    cross-entropy and accuracy for the CNN reference."""
+    if isinstance(model, DigitCNN):
+        return evaluate_classifier(model, images, labels, device=device)
+    return evaluate(model, images, labels, beta=beta, device=device)
+
+
 @torch.no_grad()
-def validation_ce(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device, seed: int = 0) -> float:
+def validation_ce(
+    model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device, seed: int = 0, temperature: float = 1.0
+) -> float:
     """Mean ``class_posterior_loss`` over a split, seeded (for model selection in hybrid training)."""
     model.eval()
     torch.manual_seed(seed)
-    total = sum(class_posterior_loss(model, x, y).item() * len(y) for x, y in batches(images, labels, 500, device=device))
+    total = sum(class_posterior_loss(model, x, y, temperature=temperature).item() * len(y)
+                for x, y in batches(images, labels, 500, device=device))
     return total / max(len(labels), 1)
 
 
@@ -158,10 +234,14 @@ def latent_means(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.d
     return torch.cat([model.encode(x, y)[0].cpu() for x, y in batches(images, labels, 1000, device=device)])
 
 
-def make_optimizer(model: CVAE, cfg: TrainConfig) -> torch.optim.Adam:
+def make_optimizer(model: CVAE | DigitCNN, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam with its fused kernel: one pass over all parameters per step instead of a loop of small
     ops per tensor, the same update to float rounding (about 20 % more MLP images/s, benchmarks/)."""
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or produced nothing to save."""
 
 
 def fit(
@@ -173,12 +253,16 @@ def fit(
     command: str,
     device: torch.device,
     init: str | Path | None = None,
+    role: str | None = None,
 ) -> dict[str, Any]:
-    """Train (from scratch, or from the weights of checkpoint ``init``), keep the best-by-validation weights, write the checkpoint; returns its metadata."""
+    """Train (from scratch, or from the weights of checkpoint ``init``), keep the best-by-validation
+    weights, write the checkpoint; returns its metadata. A ``KeyboardInterrupt`` (Ctrl-C, or
+    SIGTERM as ``main`` arranges it) ends training early and still writes the best weights so far."""
     set_seed(cfg.seed)
     (train_x, train_y), (val_x, val_y) = data.split(cfg.val_size, seed=cfg.seed)
     if cfg.subset:
         train_x, train_y = train_x[: cfg.subset], train_y[: cfg.subset]
+    test_x, test_y = data.test_images[: cfg.eval_size], data.test_labels[: cfg.eval_size]
     model = build_model(model_config)
     init_meta = None
     if init is not None:
@@ -186,12 +270,12 @@ def fit(
 
         start_from = load_checkpoint(init)
         if start_from.config != model_config:
-            raise SystemExit(f"--init {init}: its model config {start_from.config} differs from {model_config}")
+            raise TrainingError(f"--init {init}: its model config {start_from.config} differs from {model_config}")
         model.load_state_dict(start_from.model.state_dict())
         init_meta = {"path": start_from.path.name, "weights_sha256": start_from.meta.get("weights_sha256"),
                      "command": start_from.meta.get("command")}
     model = model.to(device)
-    if model_config.arch == "conv":
+    if model_config.arch != "mlp":
         # oneDNN's convolutions run about twice as fast on NHWC tensors on the CPU (benchmarks/).
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -202,6 +286,7 @@ def fit(
         lambda s: lr_factor(s, total=total, warmup=int(cfg.warmup_epochs * steps_per_epoch), floor=cfg.min_lr / cfg.lr),
     )
     gen = torch.Generator().manual_seed(cfg.seed)
+    pool = nondigits.training_pool(NONDIGIT_POOL, gen) if model_config.background else None
     meta: dict[str, Any] = {
         "command": command,
         "train_config": cfg.to_dict(),
@@ -214,29 +299,25 @@ def fit(
         "val_size": len(val_y),
         "history": [],
         "init": init_meta,
+        **({"role": role} if role else {}),
     }
     best_val, best_state, step = math.inf, None, 0
     start = time.perf_counter()
     print(f"{out.name}: {model_config.arch}, latent {model_config.latent_dim}, {meta['num_params']:,} parameters, "
           f"{len(train_y):,} training images, device {device}", file=sys.stderr)
-    # Stop cleanly on Ctrl-C or SIGTERM, also when started in the background (where a shell
-    # leaves SIGINT ignored): the best checkpoint so far is already on disk and stays intact.
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             train_m, step = train_one_epoch(
                 model, optimizer, scheduler, train_x, train_y, cfg=cfg, step=step,
                 steps_per_epoch=steps_per_epoch, generator=gen, device=device, desc=f"epoch {epoch}/{cfg.epochs}",
+                nondigit_pool=pool,
             )
             epoch_seconds = time.perf_counter() - t0
-            val_m = evaluate(model, val_x, val_y, beta=cfg.beta, device=device)
-            if cfg.disc_weight > 0:
-                val_m["disc_ce"] = validation_ce(model, val_x, val_y, device=device)
-            test_m = evaluate(model, data.test_images, data.test_labels, beta=cfg.beta, device=device)
+            val_m = measure(model, val_x, val_y, beta=cfg.beta, device=device)
+            if cfg.disc_weight > 0 and not isinstance(model, DigitCNN):
+                val_m["disc_ce"] = validation_ce(model, val_x, val_y, device=device, temperature=cfg.disc_temperature)
+            test_m = measure(model, test_x, test_y, beta=cfg.beta, device=device)
             meta["history"].append({
                 "epoch": epoch, "seconds": round(epoch_seconds, 2), "lr": scheduler.get_last_lr()[0],
                 **{f"train_{k}": v for k, v in train_m.items()},
@@ -249,43 +330,48 @@ def fit(
                 best_val, meta["best_epoch"] = score, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 write(model, best_state, meta, data, out, start=start, device=device)
-            print(f"epoch {epoch:3d}  train {train_m['loss']:.2f}  val {val_m['loss']:.2f}  test {test_m['loss']:.2f} "
-                  f"(recon {test_m['recon']:.2f} + kl {test_m['kl']:.2f})  {epoch_seconds:.1f}s{'  *' if improved else ''}",
-                  file=sys.stderr, flush=True)
+            parts = "".join(f"  {k} {v:.4g}" for k, v in test_m.items() if k != "loss")
+            print(f"epoch {epoch:3d}  train {train_m['loss']:.3f}  val {val_m['loss']:.3f}  test {test_m['loss']:.3f}"
+                  f"{parts}  {epoch_seconds:.1f}s{'  *' if improved else ''}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         meta["interrupted"] = True
         print("interrupted: writing the best checkpoint so far", file=sys.stderr)
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous_term)
     if best_state is None:
-        raise SystemExit("no epoch finished; nothing to save")
+        raise TrainingError("no epoch finished; nothing to save")
     write(model, best_state, meta, data, out, start=start, device=device)
     return meta
 
 
 def write(
-    model: CVAE, state: dict[str, Tensor], meta: dict[str, Any], data: MNIST, out: Path, *, start: float,
+    model: CVAE | DigitCNN, state: dict[str, Tensor], meta: dict[str, Any], data: MNIST, out: Path, *, start: float,
     device: torch.device,
 ) -> None:
     """Save ``state`` (the best weights so far) as a complete checkpoint; ``model`` keeps training."""
     snapshot = build_model(model.config).to(device)
     snapshot.load_state_dict(state)
     snapshot.eval()
+    cfg = meta["train_config"]
+    test_x, test_y = data.test_images[: cfg.get("eval_size")], data.test_labels[: cfg.get("eval_size")]
     meta["training_seconds"] = round(time.perf_counter() - start, 1)
     meta["epochs_run"] = len(meta["history"])
-    meta["test"] = evaluate(snapshot, data.test_images, data.test_labels, beta=meta["train_config"]["beta"], device=device)
+    meta["test"] = measure(snapshot, test_x, test_y, beta=cfg["beta"], device=device)
     meta["created"] = now_iso()
-    latents = latent_means(snapshot, data.test_images, data.test_labels, device=device)
-    save_checkpoint(out, snapshot.cpu(), meta, latents=latents, latent_labels=data.test_labels)
+    if isinstance(snapshot, DigitCNN):
+        save_checkpoint(out, snapshot.cpu(), meta)
+        return
+    latents = latent_means(snapshot, test_x, test_y, device=device)
+    save_checkpoint(out, snapshot.cpu(), meta, latents=latents, latent_labels=test_y)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["conv", "mlp"], default="conv", help="architecture")
+    p.add_argument("--model", choices=sorted({*MODELS, *CLASSIFIERS}), default="conv",
+                   help="architecture (cnn: the discriminative reference, not a CVAE)")
     p.add_argument("--latent-dim", type=int, default=2)
-    p.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP widths (default 512 512)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP widths (default 512 512); cnn: dense width")
     p.add_argument("--channels", type=int, nargs=2, default=None, help="conv channels (default 16 8)")
+    p.add_argument("--background", action="store_true",
+                   help='add a "not a digit" condition trained on generated non-digits (cvae_core.nondigits)')
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -295,42 +381,67 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--beta", type=float, default=TrainConfig.beta)
     p.add_argument("--val-size", type=int, default=TrainConfig.val_size)
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--eval-size", type=int, default=None, help="evaluate on the first N test images (default all)")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--augment", action="store_true", help="random distortions of every batch (cvae_core.augment)")
+    p.add_argument("--denoise", action="store_true", help="reconstruct the clean digit from the distorted one")
+    p.add_argument("--background-fraction", type=float, default=TrainConfig.background_fraction,
+                   help="non-digits per digit in each batch (with --background)")
     p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (else $CVAE_DATA_DIR)")
-    p.add_argument("--out", default=None, help="checkpoint path without suffix (default checkpoints/ARCH-LATENT)")
+    p.add_argument("--out", default=None, help="checkpoint path without suffix (default $CVAE_CHECKPOINT_DIR/ARCH-LATENT)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
     p.add_argument("--init", default=None, help="start from the weights of this checkpoint (same model config)")
+    p.add_argument("--role", choices=["paper", "recogniser", "reference", "variant"], default=None,
+                   help="what the model is for, recorded in its metadata (the app groups models by it)")
     p.add_argument("--disc-weight", type=float, default=0.0,
                    help="weight of the hybrid discriminative term on the Bayes class posterior (default 0: plain ELBO)")
     p.add_argument("--disc-fraction", type=float, default=TrainConfig.disc_fraction,
                    help="share of each batch the discriminative term is computed on")
+    p.add_argument("--disc-temperature", type=float, default=TrainConfig.disc_temperature,
+                   help="temperature of the class posterior in the discriminative term")
     args = p.parse_args(argv)
 
     defaults = ModelConfig()
+    hidden = tuple(args.hidden) if args.hidden else ((128,) if args.model == "cnn" else defaults.hidden)
     model_config = ModelConfig(
         arch=args.model,
         latent_dim=args.latent_dim,
-        hidden=tuple(args.hidden) if args.hidden else defaults.hidden,
+        hidden=hidden,
         channels=tuple(args.channels) if args.channels else defaults.channels,
+        background=args.background,
     )
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
         warmup_epochs=args.warmup_epochs, kl_warmup_epochs=args.kl_warmup_epochs, beta=args.beta,
         val_size=args.val_size, subset=args.subset, seed=args.seed,
-        disc_weight=args.disc_weight, disc_fraction=args.disc_fraction,
+        disc_weight=args.disc_weight, disc_fraction=args.disc_fraction, disc_temperature=args.disc_temperature,
+        augment=args.augment,
+        denoise=args.denoise, background_fraction=args.background_fraction, eval_size=args.eval_size,
     )
-    out = Path(args.out) if args.out else CHECKPOINT_DIR / f"{args.model}-{args.latent_dim}"
+    out = Path(args.out) if args.out else checkpoint_dir() / f"{args.model}-{args.latent_dim}"
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     data = load_mnist(args.data_dir)
     command = shlex.join(["python", "-m", "cvae_core.train", *(sys.argv[1:] if argv is None else argv)])
-    meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device, threads=args.threads), init=args.init)
+    # Stop cleanly on Ctrl-C or SIGTERM, also when started in the background (where a shell
+    # leaves SIGINT ignored): fit() then writes the best checkpoint so far.
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device), init=args.init,
+               role=args.role)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous_term)
     t = meta["test"]
-    print(f"wrote {out}.safetensors: test loss {t['loss']:.2f} nats (recon {t['recon']:.2f}, kl {t['kl']:.2f}), "
-          f"best epoch {meta['best_epoch']}, {meta['training_seconds']:.0f}s")
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in t.items())
+    print(f"wrote {out}.safetensors: test {figures}, best epoch {meta['best_epoch']}, {meta['training_seconds']:.0f}s")
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (DataError, CheckpointError) as e:
+    except (DataError, CheckpointError, TrainingError) as e:
         sys.exit(f"error: {e}")

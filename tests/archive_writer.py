@@ -1,32 +1,38 @@
 """A child process for the archive's crash and multi-process tests: saves items until stopped.
 
-    python tests/archive_writer.py SQLALCHEMY_URL [--count N] [--seed S]
+    python tests/archive_writer.py SQLALCHEMY_URL [--count N] [--seed S] [--hang-before-commit]
 
 After each save has committed it prints ``<id> <fingerprint>`` and flushes, so whoever kills it
-knows exactly which rows it was told are safe. Failed saves print ``failed <message>``.
+knows exactly which rows it was told are safe. Failed saves print ``failed <message>``. With
+``--hang-before-commit`` its first save prints ``committing <fingerprint>`` with the row written
+but not yet committed, and then waits there to be killed.
 
-The store module is loaded from its file alone: importing the ``cvae_core`` package would also
-import torch (its ``__init__`` re-exports the models), which would make every child slow to start.
+``cvae_core.archive`` is imported without running ``cvae_core/__init__.py``, which imports torch
+(its models) and would make every child slow to start; the archive itself never needs torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
+import time
+import types
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import event
 
-STORE = Path(__file__).resolve().parent.parent / "cvae_core" / "archive.py"
+CORE = Path(__file__).resolve().parent.parent / "cvae_core"
 
 
-def load_store():
-    spec = importlib.util.spec_from_file_location("archive_store", STORE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+def load_store() -> types.ModuleType:
+    """``cvae_core.archive``, with a bare ``cvae_core`` package standing in for the real one."""
+    if "cvae_core" not in sys.modules:
+        package = types.ModuleType("cvae_core")
+        package.__path__ = [str(CORE)]
+        sys.modules["cvae_core"] = package
+    return importlib.import_module("cvae_core.archive")
 
 
 def record(rng: np.random.Generator, i: int) -> dict:
@@ -34,8 +40,18 @@ def record(rng: np.random.Generator, i: int) -> dict:
         "model": f"writer-{i % 3}", "source": "canvas" if i % 2 else "upload", "label": i % 10,
         "confidence": float(rng.random()), "sigma": round(float(rng.random()) * 0.5, 3),
         "input_image": rng.random((28, 28)), "recon_image": rng.random((28, 28)), "original": None,
-        "filename": f"writer {i}.png",
+        "filename": f"writer {i}.png", "true_label": (i + 1) % 10 if i % 4 else None,
     }
+
+
+def hang_here(key: str):
+    """A "commit" listener: the row is written, its transaction not yet committed; wait to be killed."""
+
+    def hang(_conn) -> None:
+        print(f"committing {key}", flush=True)
+        time.sleep(3600)
+
+    return hang
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url")
     parser.add_argument("--count", type=int, default=0, help="saves to make (0: until killed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hang-before-commit", action="store_true", help="stop inside the first save's commit")
     args = parser.parse_args(argv)
     store = load_store()
     archive = store.Archive.from_url(args.url)
@@ -50,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     i = 0
     while args.count == 0 or i < args.count:
         item = record(rng, i)
+        if args.hang_before_commit:
+            event.listen(archive.engine, "commit", hang_here(store.fingerprint(item)))
         try:
             item_id = archive.save(item)
         except store.ArchiveError as e:

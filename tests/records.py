@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvae_core.archive import Record
+
 
 def make_record(seed: int = 0, **overrides) -> dict:
+    """A record as a mapping (the form older callers use), with only the fields the first version had."""
     rng = np.random.default_rng(seed)
     record = {
         "model": "conv-2", "source": "canvas", "label": seed % 10, "confidence": 0.875, "sigma": 0.1,
@@ -14,3 +17,20 @@ def make_record(seed: int = 0, **overrides) -> dict:
     }
     record.update(overrides)
     return record
+
+
+def full_record(seed: int = 0, **overrides) -> Record:
+    """A typed record with every field the Draw page knows: probabilities, log-likelihoods, partner."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=10) * 3
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    fields = {
+        "model": "mlp-2", "source": "canvas", "label": int(probs.argmax()), "confidence": float(probs.max()),
+        "sigma": 0.0, "input_image": rng.random((28, 28)), "recon_image": rng.random((28, 28)),
+        "probs": tuple(float(p) for p in probs), "log_likelihoods": tuple(float(v) for v in -100 + logits),
+        "not_digit": 0.125, "partner_model": "conv-2", "partner_label": 3, "partner_confidence": 0.5,
+        "true_label": seed % 10,
+    }
+    fields.update(overrides)
+    return Record(**fields)

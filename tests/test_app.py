@@ -1,14 +1,17 @@
 """AppTest (streamlit.testing.v1) tests of every page of the app, without a browser.
 
-The models are copies of the committed conv-2, mlp-2 and mlp-16, or, before those exist, small
-ones trained in the fixture; conv-2 and mlp-2 get an evaluation on a slice of the test set when
-they have none, so the pages' accuracy, threshold and confusion paths always run.
+The models are copies of the committed conv-2, mlp-2, conv-16 and mlp-16, or, before those exist,
+small ones trained in the fixture; conv-2 and mlp-2 get an evaluation on a slice of the test set
+when they have none, so the pages' accuracy, threshold and confusion paths always run. The Draw
+page's states (a digit, "3 or 5?", "not a digit", the two architectures disagreeing, a true label
+given) are each reached by changing a copy's recorded calibration or by a tiny background model.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import io
 import json
 import shutil
@@ -21,15 +24,18 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from canvas_result import CanvasResult
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app import catalogue, common
-from cvae_core import inference
+from app import archive_ui, cached_models, inputs, latent_space, reading
+from cvae_core import catalogue, inference
+from cvae_core.archive import Archive
 from cvae_core.checkpoints import load_checkpoint, update_metadata
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.evaluate import evaluate_model
 from cvae_core.preprocess import MAX_BYTES, InputError
+from cvae_core.summary import Summary, verdict
 from cvae_core.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +44,13 @@ TIMEOUT = 120  # seconds per run: generous, the first run imports torch and load
 # The router's run(), as `streamlit run app/streamlit_app.py` calls it.
 ROUTER = "from app.streamlit_app import run\nrun()\n"
 COMMITTED = ROOT / "checkpoints"
-COMMITTED_SET = ("conv-2", "mlp-2", "mlp-16")
+DEFAULT_MODEL = "conv-2"  # what cached_models.selected_entry shows first among COMMITTED_SET
+COMMITTED_SET = ("conv-2", "mlp-2", "conv-16", "mlp-16")
 
 
 @pytest.fixture(scope="module")
 def app_models(tmp_path_factory, mnist) -> Path:
-    """conv-2, mlp-2 and mlp-16: copies of the committed checkpoints when they are there, else small
+    """conv-2, mlp-2, conv-16 and mlp-16: copies of the committed checkpoints when they are there, else small
     ones trained here (the MLP good enough to read clean MNIST digits). conv-2 and mlp-2 get an
     evaluation on 200 test digits when they have none, so accuracy, threshold and confusion exist.
     """
@@ -56,6 +63,7 @@ def app_models(tmp_path_factory, mnist) -> Path:
             "conv-2": (ModelConfig(arch="conv", latent_dim=2), TrainConfig(epochs=1, subset=2000, **fast)),
             "mlp-2": (ModelConfig(arch="mlp", latent_dim=2, hidden=(256,)),
                       TrainConfig(epochs=2, subset=5000, **fast)),
+            "conv-16": (ModelConfig(arch="conv", latent_dim=16), TrainConfig(epochs=1, subset=1000, **fast)),
             "mlp-16": (ModelConfig(arch="mlp", latent_dim=16, hidden=(32,)),
                        TrainConfig(epochs=1, subset=1000, **fast)),
         }
@@ -82,7 +90,7 @@ def start(monkeypatch, folder: Path, page: str | None = None, *, model: str | No
     monkeypatch.setenv("CVAE_CHECKPOINT_DIR", str(folder))
     at = AppTest.from_string(ROUTER, default_timeout=TIMEOUT).run()
     if model:
-        at.selectbox(key=common.MODEL_KEY).set_value(model).run()
+        at.selectbox(key=cached_models.MODEL_KEY).set_value(model).run()
     if page:
         at.switch_page(PAGES[page]).run()
     assert_clean(at)
@@ -117,7 +125,7 @@ def image_url(at: AppTest, caption_start: str) -> str:
 def test_every_page_renders(monkeypatch, app_models, page):
     at = start(monkeypatch, app_models, page)
     assert at.title, "page has no title"
-    assert at.selectbox(key=common.MODEL_KEY).value == "conv-2"  # conv at latent 2 by default
+    assert at.selectbox(key=cached_models.MODEL_KEY).value == DEFAULT_MODEL
     assert "test loss" in " ".join(m.value for m in at.sidebar.markdown)
     assert not at.error
 
@@ -137,10 +145,12 @@ def test_uploaded_mnist_digit_is_recognised(monkeypatch, app_models, mnist, inde
     (metric,) = at.metric
     assert metric.label == "Recognised digit"
     assert metric.value == str(label)
-    assert metric.delta.endswith("% sure")
+    assert metric.delta.endswith("% sure") and "100 %" not in metric.delta  # calibrated: never "100 % sure"
+    assert image_url(at, "Your upload")  # the uploaded image itself, beside the 28x28 input
     assert image_url(at, "What the model sees")
     assert image_url(at, "Reconstruction by mlp-2")
-    assert image_url(at, "by conv-2")  # the other architecture on the same input
+    assert image_url(at, f"by conv-2, which reads {label}")  # the other architecture on the same input
+    assert any("conv\\-2 agrees" in c.value for c in at.caption)
     assert at.get("plotly_chart"), "no probability chart"
 
 
@@ -185,16 +195,100 @@ def test_noise_slider_changes_the_input_and_is_repeatable(monkeypatch, app_model
     assert image_url(at, "What the model sees") == noisy  # fixed seed: same sigma, same noise
 
 
-@pytest.mark.parametrize(("threshold", "warned"), [(1e9, True), (-1e9, False)])
-def test_unlike_any_digit_warning_follows_the_threshold(monkeypatch, app_models, mnist, tmp_path, threshold, warned):
+RECOGNITION = {"k": 4, "temperature": 1.0, "ood_threshold": -1e9, "ood_method": "test", "fitted_on": "test",
+               "command": "tests/test_app.py", "created": "2026-01-01T00:00:00+00:00"}
+
+
+def recalibrated(app_models: Path, folder: Path, name: str, **recognition) -> Path:
+    """A copy of the fixture's models with ``name``'s recorded calibration changed."""
+    copy_models(app_models, folder)
+    update_metadata(folder / name, {"recognition": {**RECOGNITION, **recognition}})
+    return folder
+
+
+@pytest.mark.parametrize(("threshold", "flagged"), [(1e9, True), (-1e9, False)])
+def test_not_a_digit_replaces_the_number(monkeypatch, app_models, mnist, tmp_path, threshold, flagged):
+    """Old models: a best log-likelihood under the evaluation's threshold is "not a digit", shown
+    instead of a number, with one line and the explanation behind its help icon."""
     folder = copy_models(app_models, tmp_path)
     meta = json.loads((folder / "mlp-2.json").read_text())
     update_metadata(folder / "mlp-2", {"evaluation": {**meta["evaluation"], "ood_threshold": threshold}})
     at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
-    warnings = [w.value for w in at.warning if "unlike any digit" in w.value]
-    assert bool(warnings) == warned
-    if warned:
-        assert "99.5 % of real digits" in warnings[0]
+    (metric,) = at.metric
+    lines = [c for c in at.caption if "does not look like a digit" in c.value]
+    if flagged:
+        assert (metric.value, metric.delta) == ("Not a digit", "unlike any digit")
+        assert "99.5 % of real digits" in lines[0].help
+    else:
+        assert metric.value == "1" and not lines
+    assert not at.warning  # no tall warning box any more
+
+
+def test_unsure_shows_the_two_best_candidates(monkeypatch, app_models, mnist, tmp_path):
+    folder = recalibrated(app_models, tmp_path, "mlp-2", temperature=1e4)  # flattens p(y | x) below the threshold
+    at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
+    (metric,) = at.metric
+    best, second = metric.value.removesuffix("?").split(" or ")
+    assert best == "1" and second.isdigit() and second != best
+    assert " or " in metric.delta and metric.delta.count("%") == 2
+    assert any(f"no digit reaches {reading.UNSURE_BELOW:.0%}" in c.value for c in at.caption)
+
+
+def test_a_background_model_says_not_a_digit_by_its_own_score(monkeypatch, mnist, tmp_path):
+    """A recogniser with a "not a digit" condition: its calibrated p(not a digit) above the
+    recorded threshold is the flag, and the chart gets a bar for it."""
+    fit(ModelConfig(arch="mlp", latent_dim=2, hidden=(32,), background=True),
+        TrainConfig(epochs=1, subset=1000, val_size=1000), mnist, tmp_path / "mlp-2-bg",
+        command="tests/test_app.py", device=torch.device("cpu"))
+    update_metadata(tmp_path / "mlp-2-bg", {"role": "recogniser",
+                                            "recognition": {**RECOGNITION, "not_digit_threshold": 0.0}})
+    saved = []
+    monkeypatch.setattr(archive_ui, "save_button", lambda record, *, key: saved.append(record))
+    at = upload(start(monkeypatch, tmp_path), "one.png", png(mnist.test_images[2].numpy()))
+    (metric,) = at.metric
+    assert metric.value == "Not a digit" and metric.delta.endswith("% not a digit")
+    (line,) = [c for c in at.caption if "does not look like a digit" in c.value]
+    assert "chance of being no digit" in line.help
+    record = saved[-1]
+    assert 0 < record["not_digit"] <= 1
+    assert sum(record["probs"]) + record["not_digit"] == pytest.approx(1, abs=1e-4)
+    assert len(record["log_likelihoods"]) == 10
+
+
+def test_disagreement_between_the_architectures_is_said(monkeypatch, app_models, mnist):
+    real = reading.read
+
+    def conv_misreads(entry, signature, pixels):
+        mine, more = real(entry, signature, pixels)
+        if entry.arch == "conv":  # reads the next digit: a 1 becomes a 2
+            mine = dataclasses.replace(mine, probs=np.roll(mine.probs, 1))
+        return mine, more
+
+    monkeypatch.setattr(reading, "read", conv_misreads)
+    at = upload(start(monkeypatch, app_models, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
+    assert at.metric[0].value == "1"
+    (line,) = [m.value for m in at.markdown if "·" in m.value and "reads" in m.value]
+    assert "**mlp\\-2** reads 1 · **conv\\-2** reads 2" in line
+
+
+def test_true_label_is_stored_with_the_archive_item_and_tallied(monkeypatch, app_models, mnist, tmp_path):
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    monkeypatch.setenv("CVAE_ARCHIVE_URL", url)
+    at = start(monkeypatch, app_models, model="mlp-2")
+    at.toggle(key=archive_ui.AUTOSAVE_KEY).set_value(True).run()
+    upload(at, "one.png", png(mnist.test_images[2].numpy()))
+    (item,) = Archive.from_url(url).list()
+    assert item.true_label is None and item.partner_model == "conv-2"
+    at.button_group(key="draw_truth").set_value(1).run()
+    assert_clean(at)
+    assert Archive.from_url(url).get(item.id).true_label == 1
+    assert any(f"item #{item.id}" in s.value for s in at.success)
+    (tally,) = [c.value for c in at.caption if c.value.startswith("Your digits this session")]
+    assert "**mlp\\-2** 1 of 1" in tally and "**conv\\-2** 1 of 1" in tally
+    at.button_group(key="draw_truth").set_value(7).run()  # corrected: the wrong label was the visitor's
+    assert Archive.from_url(url).get(item.id).true_label == 7
+    (tally,) = [c.value for c in at.caption if c.value.startswith("Your digits this session")]
+    assert "**mlp\\-2** 0 of 1" in tally
 
 
 def scrubber_data(at: AppTest) -> dict:
@@ -212,13 +306,13 @@ def strip_image(data: dict, axis: int, z: float) -> np.ndarray:
 def test_latent_scrubber_holds_the_decoded_digits_and_follows_the_sliders(monkeypatch, app_models):
     """2-D models: the sliders and the digit are scrubbed in the browser from strips decoded on the server;
     the page's slider values stay the source of truth."""
-    at = start(monkeypatch, app_models, "latent")
+    at = start(monkeypatch, app_models, "latent", model="conv-2")
     data = scrubber_data(at)
     assert (data["z"], data["label"]) == ([0.0, 0.0], 0)
-    entry = common.load(next(e for e in common.all_models() if e.name == "conv-2"))
+    entry = cached_models.load(next(e for e in cached_models.all_models() if e.name == "conv-2"))
     for axis, z in ((0, 2.0), (1, -1.5)):  # a slider moved in the browser shows the server's decode of that z
         point = (z, 0.0) if axis == 0 else (0.0, z)
-        expected = common.decode_point(entry, entry.signature, 0, point)
+        expected = latent_space.decode_point(entry, entry.signature, 0, point)
         assert np.abs(strip_image(data, axis, z).astype(float) - 255 * expected).max() <= 1
     assert not np.array_equal(strip_image(data, 0, 2.0), strip_image(data, 0, 0.0))
     at.session_state["latent_z0"] = 2.0  # as a released slider or a map click sets it
@@ -229,8 +323,11 @@ def test_latent_scrubber_holds_the_decoded_digits_and_follows_the_sliders(monkey
     assert at.get("plotly_chart"), "no latent map for a 2-D model"
     at.button(key="latent_reset").click().run()
     assert scrubber_data(at)["z"] == [0.0, 0.0]
+    at.button(key="latent_sample").click().run()
+    assert scrubber_data(at)["z"] != [0.0, 0.0]  # a draw from the prior moves the browser's sliders
     at.button_group(key="latent_label").set_value(7).run()
     assert scrubber_data(at)["label"] == 7
+    assert at.selectbox(key="latent_interp_from").value == 7  # "from the digit" follows the label
     at.slider(key="latent_grid_n").set_value(25).run()
     assert_clean(at)
 
@@ -245,32 +342,67 @@ def test_clicking_the_map_moves_the_sliders(monkeypatch, app_models):
     assert (state["latent_z0"], state["latent_z1"]) == (1.25, -0.7)  # on the sliders' 0.05 grid
 
 
-def test_sixteen_dimensions_in_an_expander(monkeypatch, app_models):
+def test_sixteen_dimensions_in_a_compact_grid_beside_the_digit(monkeypatch, app_models):
     at = start(monkeypatch, app_models, "latent", model="mlp-16")
-    assert len([s for s in at.slider if s.key.startswith("latent_z")]) == 16
-    assert any("16 latent sliders" in e.label for e in at.expander)
-    before = image_url(at, "A decoded 0")
+    sliders = [s for s in at.slider if s.key.startswith("latent_z")]
+    assert len(sliders) == 16 and not at.expander
+    nodes = list(at.main)
+    first_slider = next(i for i, n in enumerate(nodes) if getattr(n, "key", None) == "latent_z0")
+    picture = next(i for i, n in enumerate(nodes) if n.type == "imgs")
+    assert picture < first_slider  # the digit comes first, so it stays in view on a phone too
+    rows = {id(n) for n in nodes if n.type == "horizontal" or type(n).__name__ == "Column"}
+    assert len(rows) >= 4  # a grid of columns, not one long column
+    assert image_url(at, "A decoded 0 at the origin")
     at.slider(key="latent_z15").set_value(-3.0).run()
+    at.slider(key="latent_z3").set_value(1.5).run()
     assert_clean(at)
-    assert image_url(at, "A decoded 0") != before
+    assert image_url(at, "A decoded 0 at z3 = 1.50, z15 = -3.00; every other dimension 0")
+    at.button(key="latent_reset").click().run()
+    assert image_url(at, "A decoded 0 at the origin")
+    at.button(key="latent_sample").click().run()
+    assert image_url(at, "A decoded 0 at z")  # from the prior: some dimension is not 0
+    manifold = [c for img in at.image for c in img.captions if "decoded 0s" in c]
+    assert "principal plane of the test 0s" in manifold[0]
 
 
-def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_models):
-    at = start(monkeypatch, app_models, "compare")
+def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_models, tmp_path):
+    folder = copy_models(app_models, tmp_path, COMMITTED_SET)
+    corruptions = {"gaussian_noise": {"held_out": False, "accuracy": 0.61, "ece": 0.1, "severities": []},
+                   "paper_scan": {"held_out": True, "accuracy": 0.42, "ece": 0.2, "severities": []}}
+    update_metadata(folder / "mlp-2", {"robustness": {"clean": {"accuracy": 0.94}, "corruptions": corruptions,
+                                                      "mean_accuracy": 0.515, "mean_accuracy_held_out": 0.42,
+                                                      "mean_ece": 0.15, "ood": {}}})
+    at = start(monkeypatch, folder, "compare")
     (verdict,) = at.success
     table = at.dataframe[0].value
-    assert list(table["model"]) == ["conv-2", "mlp-2"]
+    assert list(table["model"]) == ["conv-2", "mlp-2"]  # the paper's pair, whatever the sidebar shows first
     best = table.sort_values("test_loss").iloc[0]  # the verdict names the model the table ranks first
     low, high = sorted(table["test_loss"])
     assert verdict.value.startswith(f"{best['model']} has the lower test loss ({low:.2f} vs {high:.2f} nats)")
     assert "recognises better" in verdict.value
+    assert "training_minutes" in table and "training_seconds" not in table
+    robust = at.dataframe[1].value
+    assert list(robust.columns[:2]) == ["conv-2", "mlp-2"]
+    assert set(robust["conv-2"]) == {"not measured"}
+    assert robust.loc["paper scan (held out)", "mlp-2"] == "42.0 %"
     assert len(at.get("plotly_chart")) >= 5  # losses, two latent maps, two confusions, noise
     assert any(c.startswith("Reconstructed by mlp-2") for img in at.image for c in img.captions)
     at.button_group(key="compare_loss_view").set_value("Side by side").run()
     assert_clean(at)
-    at.selectbox(key="compare_mlp").set_value("mlp-16").run()  # a 16-D map: drawn on its principal plane
+    at.selectbox(key="compare_mlp_2").set_value("mlp-16").run()  # a 16-D map: drawn on its principal plane
     assert_clean(at)
     assert "mlp-16" in at.success[0].value
+
+
+def test_compare_page_follows_the_sidebar_and_either_pair_can_be_chosen(monkeypatch, app_models):
+    at = start(monkeypatch, app_models, model="mlp-16")
+    at.switch_page(PAGES["compare"]).run()
+    assert_clean(at)
+    assert list(at.dataframe[0].value["model"]) == ["conv-16", "mlp-16"]  # the sidebar's latent size
+    at.button_group(key="compare_latent").set_value(2).run()  # the other pair, chosen here
+    assert list(at.dataframe[0].value["model"]) == ["conv-2", "mlp-2"]
+    at.selectbox(key=cached_models.MODEL_KEY).set_value("conv-16").run()  # a new choice in the sidebar
+    assert list(at.dataframe[0].value["model"]) == ["conv-16", "mlp-16"]
 
 
 def test_compare_page_without_mnist_says_so(monkeypatch, app_models, tmp_path):
@@ -294,41 +426,30 @@ def test_broken_checkpoint_is_unavailable_and_others_work(monkeypatch, app_model
     at = start(monkeypatch, tmp_path)
     notes = " ".join(c.value for c in at.sidebar.caption)
     assert "mlp\\-2" in notes and "unavailable" in notes and "SHA" in notes
-    (only,) = at.selectbox(key=common.MODEL_KEY).options
+    (only,) = at.selectbox(key=cached_models.MODEL_KEY).options
     assert only.startswith("conv-2")
 
 
 def test_archive_gets_a_complete_record_and_autosaves_once(monkeypatch, app_models, mnist):
     saved, autosaved = [], []
-    stub = types.ModuleType("app.archive_ui")
-    stub.save_button = lambda record, *, key: saved.append((key, record))
-    stub.autosave_toggle = lambda: None
-    stub.autosave_enabled = lambda: True
-    stub.autosave = autosaved.append
-    monkeypatch.setitem(sys.modules, "app.archive_ui", stub)
+    monkeypatch.setattr(archive_ui, "save_button", lambda record, *, key: saved.append((key, record)))
+    monkeypatch.setattr(archive_ui, "autosave_toggle", lambda: None)
+    monkeypatch.setattr(archive_ui, "autosave_enabled", lambda: True)
+    monkeypatch.setattr(archive_ui, "autosave", autosaved.append)
     at = upload(start(monkeypatch, app_models, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
     key, record = saved[-1]
     assert key == "draw_save"
     assert set(record) == {"model", "source", "label", "confidence", "sigma", "input_image", "recon_image",
-                           "original", "filename"}
+                           "original", "filename", "true_label", "probs", "log_likelihoods", "not_digit",
+                           "partner_model", "partner_label", "partner_confidence"}
     assert (record["model"], record["source"], record["label"], record["filename"]) == ("mlp-2", "upload", 1, "one.png")
     assert record["input_image"].shape == record["recon_image"].shape == (28, 28)
     assert isinstance(record["original"], Image.Image)
+    assert record["partner_model"] == "conv-2" and record["true_label"] is None
+    assert sum(record["probs"]) == pytest.approx(1, abs=1e-4) and record["not_digit"] is None
     at.slider(key="draw_sigma").set_value(0.2).run()
     assert saved[-1][1]["sigma"] == pytest.approx(0.2)
     assert len(autosaved) == 1  # a new sigma is not a new input
-
-
-class ForgedCanvas:
-    """Stands in for the canvas's result (whose module needs a running app): decodes the data URL as it does."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    @property
-    def image_bytes(self) -> bytes:
-        _, encoded = self.url.split(";base64,", 1)
-        return base64.b64decode(encoded)
 
 
 @pytest.mark.parametrize(
@@ -339,7 +460,7 @@ class ForgedCanvas:
 )
 def test_forged_canvas_data_is_a_bad_input(url):
     with pytest.raises(InputError):
-        common.canvas_pixels(ForgedCanvas(url))
+        inputs.canvas_input(CanvasResult(url))
 
 
 def test_canvas_pixels_are_the_drawing():
@@ -347,18 +468,18 @@ def test_canvas_pixels_are_the_drawing():
     drawing[..., 3] = 255
     drawing[40:240, 130:150, :3] = 255  # a "1"
     url = "data:image/png;base64," + base64.b64encode(png(drawing)).decode()
-    assert np.array_equal(common.canvas_pixels(ForgedCanvas(url)), drawing)
-    pixels, problem = common.prepare_pixels(drawing)
+    assert np.array_equal(inputs.canvas_input(CanvasResult(url))[1], drawing)
+    pixels, problem = inputs.prepare_pixels(drawing)
     assert problem is None and pixels.shape == (28, 28) and pixels.max() > 0.5
 
 
 def test_models_load_only_when_a_page_needs_them(monkeypatch, app_models, mnist, tmp_path):
     loaded = []
-    real = catalogue.load
-    monkeypatch.setattr(catalogue, "load", lambda entry: loaded.append(entry.name) or real(entry))
+    real = catalogue.ModelEntry.load
+    monkeypatch.setattr(catalogue.ModelEntry, "load", lambda entry, **kw: loaded.append(entry.name) or real(entry, **kw))
     folder = copy_models(app_models, tmp_path, COMMITTED_SET)  # new paths: nothing cached yet
     at = start(monkeypatch, folder)
-    assert len(at.selectbox(key=common.MODEL_KEY).options) == 3  # listed from metadata
+    assert len(at.selectbox(key=cached_models.MODEL_KEY).options) == len(COMMITTED_SET)  # listed from metadata
     assert loaded == ["conv-2"]  # the selected model only
     upload(at, "one.png", png(mnist.test_images[2].numpy()))
     assert loaded == ["conv-2", "mlp-2"]  # its partner, once there is an input to compare on
@@ -369,9 +490,9 @@ def test_models_load_only_when_a_page_needs_them(monkeypatch, app_models, mnist,
 def test_recognised_digit_is_shown_before_the_partner_is_asked(monkeypatch, app_models, mnist):
     """The metric is sent to the browser before the partner model, the reconstructions and the charts."""
     order = []
-    metric, partner = st.metric, common.partner_model
+    metric, partner = st.metric, cached_models.partner_model
     monkeypatch.setattr(st, "metric", lambda label, *a, **k: order.append(label) or metric(label, *a, **k))
-    monkeypatch.setattr(common, "partner_model", lambda entry: order.append("partner") or partner(entry))
+    monkeypatch.setattr(cached_models, "partner_model", lambda entry: order.append("partner") or partner(entry))
     at = upload(start(monkeypatch, app_models), "one.png", png(mnist.test_images[2].numpy()))
     assert order == ["Recognised digit", "partner"]
     assert image_url(at, "by mlp-2")
@@ -386,12 +507,12 @@ def test_principal_plane_passes_2d_through_and_flattens_16d():
 
 
 def test_verdict_is_computed_from_the_numbers():
-    a = {"model": "conv-2", "test_loss": 140.0, "accuracy": 0.90}
-    b = {"model": "mlp-2", "test_loss": 135.5, "accuracy": 0.93}
-    assert common.verdict(a, b) == ("mlp-2 has the lower test loss (135.50 vs 140.00 nats); "
+    a = Summary(model="conv-2", test_loss=140.0, accuracy=0.90)
+    b = Summary(model="mlp-2", test_loss=135.5, accuracy=0.93)
+    assert str(verdict([a, b])) == ("mlp-2 has the lower test loss (135.50 vs 140.00 nats); "
                                     "mlp-2 recognises better (93.00 % vs 90.00 %).")
-    b["accuracy"] = None
-    assert common.verdict(a, b).endswith("recognition accuracy is not recorded for mlp-2 yet.")
+    b = Summary(model="mlp-2", test_loss=135.5, accuracy=None)
+    assert str(verdict([a, b])).endswith("recognition accuracy is not recorded for mlp-2 yet.")
 
 
 def test_the_landing_page_sends_its_canvas_before_torch_is_imported():

@@ -1,5 +1,7 @@
 """Checkpoints: save -> load equality, every kind of damage reported as a clear
-``CheckpointError``, the SHA-256 manifest, ``discover`` never raising, and Ctrl-C during a save."""
+``CheckpointError``, typed metadata, the SHA-256 manifest, the catalogue (``discover`` never
+raising, the pairing rules), hostile folder contents (named pipes, devices, huge files, names
+that are not UTF-8), and Ctrl-C during a save."""
 
 from __future__ import annotations
 
@@ -20,17 +22,20 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors_bytes
 
-from cvae_core import checkpoints
+from cvae_core import catalogue, checkpoints
+from cvae_core.catalogue import discover
 from cvae_core.checkpoints import (
     MANIFEST_NAME,
     CheckpointError,
-    discover,
+    _files,
     load_checkpoint,
     read_manifest,
     save_checkpoint,
     update_metadata,
     write_manifest,
 )
+from cvae_core.checkpoints import format as checkpoint_format
+from cvae_core.checkpoints.__main__ import main as checkpoints_main
 from cvae_core.config import ModelConfig
 from cvae_core.models import build_model
 
@@ -178,6 +183,12 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "a torch.save file posing as weights": (torch_save_as_weights, "not a valid safetensors file"),
     "no model tensors": (lambda f: forge_tensors(f, "mlp-2", {"other": torch.zeros(3)}), "holds no model weights"),
     "latents of the wrong shape": (bad_latents, "latents are damaged"),
+    "history is not a list": (lambda f: edit_json(f / "mlp-2.json", lambda m: m.update(history="oops")), "malformed metadata"),
+    "accuracy is text": (lambda f: edit_json(f / "mlp-2.json", lambda m: m.update(evaluation={"accuracy": "high"})),
+                         "evaluation.accuracy is not a number"),
+    "recognition incomplete": (lambda f: edit_json(f / "mlp-2.json", lambda m: m.update(recognition={"k": 8})),
+                               "recognition lacks temperature"),
+    "unknown role": (lambda f: edit_json(f / "mlp-2.json", lambda m: m.update(role="boss")), "malformed metadata"),
 }
 
 
@@ -200,7 +211,7 @@ def test_missing_folder(tmp_path):
 
 
 def test_oversized_metadata_is_refused(folder, monkeypatch):
-    monkeypatch.setattr(checkpoints, "MAX_META_BYTES", 100)
+    monkeypatch.setattr(checkpoint_format, "MAX_META_BYTES", 100)
     with pytest.raises(CheckpointError, match="too large"):
         load_checkpoint(folder / "mlp-2")
 
@@ -240,7 +251,7 @@ def test_stale_manifest_says_how_to_regenerate(folder):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(folder / "mlp-2")
     assert "python -m cvae_core.checkpoints manifest" in str(info.value) and "out of date" in str(info.value)
-    assert checkpoints.main(["manifest", str(folder)]) == 0
+    assert checkpoints_main(["manifest", str(folder)]) == 0
     assert load_checkpoint(folder / "mlp-2").meta["note"] == "edited by hand"
 
 
@@ -300,14 +311,14 @@ def test_concurrent_saves_keep_every_manifest_entry(tmp_path):
 
 
 def test_manifest_and_verify_commands(folder, capsys):
-    assert checkpoints.main(["manifest", str(folder)]) == 0
+    assert checkpoints_main(["manifest", str(folder)]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert checkpoints.main(["verify", str(folder)]) == 0
+    assert checkpoints_main(["verify", str(folder)]) == 0
     flip(folder / "mlp-3.safetensors")
-    assert checkpoints.main(["verify", str(folder)]) == 1
+    assert checkpoints_main(["verify", str(folder)]) == 1
     out = capsys.readouterr().out
     assert "mlp-3: UNAVAILABLE" in out and "conv-2: ok" in out
-    assert checkpoints.main(["manifest", str(folder / "missing")]) == 1
+    assert checkpoints_main(["manifest", str(folder / "missing")]) == 1
 
 
 # ------------------------------------------------------------------------------------ discover
@@ -319,19 +330,103 @@ def test_discover_never_raises(folder, monkeypatch):
     (folder / "orphan.json").write_text("{oops")
     (folder / "lonely.safetensors").write_bytes(b"\x00" * 10)
     (folder / "notes.txt").write_text("ignored")
-    entries = {e.name: e for e in discover(folder)}
+    entries = {e.name: e.load() for e in discover(folder)}
     assert set(entries) == {"mlp-2", "conv-2", "mlp-3", "orphan", "lonely"}
-    assert entries["mlp-2"].ok and entries["conv-2"].ok and entries["mlp-2"].checkpoint.config.arch == "mlp"
+    assert entries["mlp-2"].ok and entries["conv-2"].ok and entries["mlp-2"].ckpt.config.arch == "mlp"
     for name in ("mlp-3", "orphan", "lonely"):
-        assert not entries[name].ok and entries[name].error and entries[name].checkpoint is None
+        assert not entries[name].ok and entries[name].error and entries[name].ckpt is None
     assert "MANIFEST" in entries["mlp-3"].error
     assert discover(folder / "missing") == []
 
     def explode(path, **kwargs):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(checkpoints, "load_checkpoint", explode)
+    monkeypatch.setattr(catalogue, "load_checkpoint", explode)
+    described = [e for e in discover(folder) if e.ok]
+    assert described and all("MemoryError" in e.load().error for e in described)
+    monkeypatch.setattr(catalogue, "read_checked", explode)
     assert all("MemoryError" in e.error for e in discover(folder))
+
+
+# ------------------------------------------------------------------------------ typed metadata
+
+
+RECOGNITION = {"k": 16, "temperature": 1.5, "not_digit_threshold": 0.7, "fitted_on": "val",
+               "command": "python -m cvae_core.robustness", "created": "2026-11-30T00:00:00+00:00"}
+
+
+def test_shipped_metadata_is_typed():
+    meta = load_checkpoint(ROOT / "checkpoints" / "conv-2").info
+    raw = json.loads((ROOT / "checkpoints" / "conv-2.json").read_text())
+    assert meta.config.arch == "conv" and meta.name == "conv-2" and meta.role is None
+    assert len(meta.training.history) == raw["epochs_run"] == meta.training.epochs
+    assert meta.training.history[0]["epoch"] == 1 and meta.training.test.loss == raw["test"]["loss"]
+    assert meta.evaluation.accuracy == raw["evaluation"]["accuracy"] and len(meta.evaluation.confusion) == 10
+    assert meta.test.loss == raw["evaluation"]["test_loss"]  # the evaluation's figure first...
+    assert meta.provenance.data_sha256 == raw["data_sha256"] and meta.provenance.note == raw["provenance_note"]
+
+
+def test_optional_blocks_and_the_training_fallback(folder):
+    meta = load_checkpoint(folder / "mlp-2").info
+    assert meta.evaluation is None and meta.test is None and meta.recognition is None and meta.robustness is None
+    edit_json(folder / "mlp-2.json", lambda m: m.update(test={"loss": 140.0, "recon": 135.0, "kl": 5.0}, role="recogniser",
+                                                         recognition=RECOGNITION, robustness={"mean_accuracy": 0.8}))
+    resync_sha(folder, "mlp-2")
+    meta = load_checkpoint(folder / "mlp-2").info
+    assert meta.test.loss == 140.0  # ...else the one measured at the end of training
+    assert meta.recognition.k == 16 and meta.recognition.temperature == 1.5 and meta.robust_accuracy == 0.8
+    assert meta.role == "recogniser"
+
+
+def entry(folder: Path, name: str, **meta) -> catalogue.ModelEntry:
+    edit_json(folder / f"{name}.json", lambda m: m.update(meta))
+    return catalogue.describe(folder / f"{name}.safetensors")
+
+
+def test_pairing_rules(folder):
+    for name in ("mlp-2", "conv-2"):
+        shutil.copy(folder / f"{name}.safetensors", folder / f"{name}-b.safetensors")
+        shutil.copy(folder / f"{name}.json", folder / f"{name}-b.json")
+    entries = {e.name: e for e in discover(folder)}
+    listed = list(entries.values())
+    assert catalogue.default_model(listed).name == "conv-2"
+    assert catalogue.partner(listed, entries["conv-2"]).name == "mlp-2"
+    assert catalogue.closest(listed, 3).name == "mlp-3"
+    assert [e.name for e in catalogue.paper_pair(listed, 2)] == ["conv-2", "mlp-2"]
+    assert catalogue.paper_pair(listed, 3) is None  # no conv at latent 3
+    # Recogniser: by clean accuracy while no model has a role...
+    entries["mlp-2-b"] = entry(folder, "mlp-2-b", evaluation={"accuracy": 0.9})
+    entries["conv-2"] = entry(folder, "conv-2", evaluation={"accuracy": 0.95})
+    assert catalogue.recogniser_ranking(list(entries.values()))[0].name == "conv-2"
+    # ...and among the recognisers, by mean accuracy over the corruptions first.
+    entries["mlp-2-b"] = entry(folder, "mlp-2-b", role="recogniser", robustness={"mean_accuracy": 0.7},
+                               evaluation={"accuracy": 0.9})
+    entries["conv-2-b"] = entry(folder, "conv-2-b", role="recogniser", robustness={"mean_accuracy": 0.6},
+                                evaluation={"accuracy": 0.99})
+    entries["mlp-2"] = entry(folder, "mlp-2", role="paper")
+    listed = list(entries.values())
+    assert [e.name for e in catalogue.recogniser_ranking(listed)] == ["mlp-2-b", "conv-2-b"]
+    assert catalogue.partner(listed, entries["mlp-2-b"]).name == "conv-2-b"  # same role
+    assert catalogue.paper_pair(listed, 2)[1].name == "mlp-2"
+    best = catalogue.default_recogniser(listed)
+    assert best.name == "mlp-2-b" and best.ckpt is not None
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        catalogue.default_recogniser([])
+
+
+def test_summary_and_verdict():
+    from cvae_core.summary import Summary, summary, verdict
+
+    meta = load_checkpoint(ROOT / "checkpoints" / "mlp-2").info
+    s = summary(meta)
+    assert (s.model, s.arch, s.latent_dim, s.epochs) == ("mlp-2", "mlp", 2, meta.training.epochs_run)
+    assert s.test_loss == meta.evaluation.test_loss and s.accuracy == meta.evaluation.accuracy
+    a, b = Summary("a", test_loss=100.001, accuracy=0.95), Summary("b", test_loss=100.0, accuracy=0.95)
+    assert str(verdict([a, b])) == "a and b reach the same test loss (100.00 nats); both recognise 95.00 % of the test digits."
+    c = Summary("c", test_loss=90.0, accuracy=0.97)
+    v = verdict([a, b, c])
+    assert v.by_loss[0] is c and v.by_accuracy[0] is c and not v.loss_tied
+    assert str(v) == "c has the lowest test loss (90.00 vs 100.00, 100.00 nats); c recognises best (97.00 % vs 95.00 %, 95.00 %)."
 
 
 # ------------------------------------------------------------------------------ interrupted saves
@@ -342,7 +437,7 @@ def test_sigint_is_deferred_until_the_files_are_written():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     reached = False
     try:
-        with pytest.raises(KeyboardInterrupt), checkpoints._interrupts_deferred():
+        with pytest.raises(KeyboardInterrupt), _files.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handler runs here; it must not interrupt
             reached = True
@@ -356,7 +451,7 @@ def test_sigterm_is_deferred_too():
     received = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
-        with checkpoints._interrupts_deferred():
+        with _files.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)
             assert received == []
@@ -376,8 +471,8 @@ def test_failed_write_leaves_the_old_checkpoint_intact(folder, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(path, data)
 
-    real = checkpoints._write_tmp
-    monkeypatch.setattr(checkpoints, "_write_tmp", failing)
+    real = _files.write_tmp
+    monkeypatch.setattr(_files, "write_tmp", failing)
     with pytest.raises(OSError):
         make(folder, "mlp-2", seed=9)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temp files either
@@ -422,3 +517,108 @@ def test_sigint_during_saves_leaves_a_whole_checkpoint(tmp_path):
     first = next(iter(build_model(ckpt.config).state_dict().values()))
     assert torch.allclose(next(iter(ckpt.model.state_dict().values())), first + ckpt.meta["round"], atol=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp-2.json", "mlp-2.safetensors"]  # no temp files
+
+
+# ------------------------------------------------------------------- hostile folder contents
+
+
+def in_time(call: Callable[[], object], seconds: float = 30.0) -> object:
+    """``call()`` in a thread, failing (not hanging) if it blocks, e.g. on opening a named pipe."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # handed to the caller below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked: a non-regular file was opened"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+NON_UTF8 = os.fsdecode(b"caf\xe9-2")  # a name that is not valid UTF-8 (lone surrogate when decoded)
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_and_verified(folder, capsys):
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(folder / f"mlp-2{suffix}", folder / f"{NON_UTF8}{suffix}")
+    write_manifest(folder)  # names written as bytes, read back alike
+    assert set(read_manifest(folder)) >= {f"{NON_UTF8}.json", f"{NON_UTF8}.safetensors"}
+    entries = {e.name: e.load() for e in discover(folder)}
+    odd = entries["caf\\xe9-2"]
+    assert odd.ok and odd.ckpt.config.arch == "mlp"
+    for entry in entries.values():
+        entry.name.encode("utf-8"), entry.signature.encode("utf-8")  # printable: hashable by Streamlit
+    assert checkpoints_main(["verify", str(folder)]) == 0
+    assert "caf\\xe9-2: ok" in capsys.readouterr().out
+
+
+def test_a_file_name_that_is_not_utf8_breaks_no_page(folder, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(folder / f"conv-2{suffix}", folder / f"{NON_UTF8}{suffix}")
+    monkeypatch.setenv("CVAE_CHECKPOINT_DIR", str(folder))
+    at = AppTest.from_string("from app.streamlit_app import run\nrun()\n", default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    for page in ("latent", "compare"):
+        at.switch_page(str(ROOT / "app" / "views" / f"{page}.py")).run()
+        assert not at.exception, [e.value for e in at.exception]
+    from app.cached_models import MODEL_KEY
+
+    assert any(o.startswith("caf\\xe9-2 ") for o in at.selectbox(key=MODEL_KEY).options)
+    at.selectbox(key=MODEL_KEY).set_value("caf\\xe9-2").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.mark.parametrize("special", ["x.json", "x.safetensors", "mlp-2.json", "mlp-2.safetensors"])
+def test_a_named_pipe_is_never_opened(folder, capsys, special):
+    (folder / special).unlink(missing_ok=True)
+    os.mkfifo(folder / special)
+    if special == "x.safetensors":  # with its metadata, so that the weights are what is looked at
+        shutil.copy(folder / "mlp-2.json", folder / "x.json")
+    entries = {e.name: e for e in in_time(lambda: [e.load() for e in discover(folder)])}
+    stem = special.rsplit(".", 1)[0]
+    assert not entries[stem].ok and "named pipe" in entries[stem].error and "regular file" in entries[stem].error
+    assert entries["conv-2"].ok
+    with pytest.raises(CheckpointError, match="named pipe"):
+        in_time(lambda: load_checkpoint(folder / stem))
+    assert in_time(lambda: checkpoints_main(["verify", str(folder)])) == 1
+    assert f"{stem}: UNAVAILABLE" in capsys.readouterr().out
+    assert special not in read_manifest(in_time(lambda: write_manifest(folder)).parent)
+
+
+def test_a_named_pipe_as_manifest_is_reported(folder):
+    os.mkfifo(folder / MANIFEST_NAME)
+    with pytest.raises(CheckpointError, match="named pipe"):
+        in_time(lambda: load_checkpoint(folder / "mlp-2"))
+
+
+def test_weights_are_read_with_a_bound(folder, monkeypatch):
+    # A device (here /dev/zero, endless) linked as weights is not a regular file: never read.
+    (folder / "mlp-2.safetensors").unlink()
+    (folder / "mlp-2.safetensors").symlink_to("/dev/zero")
+    with pytest.raises(CheckpointError, match="device"):
+        in_time(lambda: load_checkpoint(folder / "mlp-2"))
+    # A huge (sparse) file is refused from its size, before a byte is read.
+    (folder / "mlp-2.safetensors").unlink()
+    with open(folder / "mlp-2.safetensors", "wb") as f:
+        f.truncate(checkpoint_format.MAX_WEIGHTS_BYTES + 1)
+    with pytest.raises(CheckpointError, match="too large"):
+        load_checkpoint(folder / "mlp-2")
+    # Bytes beyond what the safetensors header declares are never read.
+    weights = folder / "conv-2.safetensors"
+    declared = weights.stat().st_size
+    with open(weights, "ab") as f:
+        f.truncate(declared + 50 * 1024 * 1024)
+    sizes = []
+    real = checkpoint_format.read_regular
+    monkeypatch.setattr(checkpoint_format, "read_regular",
+                        lambda path, **kw: sizes.append(len(data := real(path, **kw))) or data)
+    assert load_checkpoint(folder / "conv-2").config.arch == "conv"  # its checksum covers what was read
+    assert max(sizes) == declared

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from canvas_result import CanvasResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -463,3 +464,33 @@ def mutated_file(draw) -> bytes:
 ))
 def test_any_bytes_give_a_valid_digit_or_an_input_error(data):
     check_any(data)
+
+
+# ------------------------------------------------------------------ limits and forged canvas data
+
+
+def test_one_upload_limit_everywhere():
+    """The browser refuses more than maxUploadSize megabytes of 10^6 bytes; the server takes exactly that."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert MAX_BYTES == config["server"]["maxUploadSize"] * 1_000_000 == 5_000_000
+    over = b"\x89PNG\r\n\x1a\n" + b"\0" * (5 * 1024 * 1024 - 8)  # 5 MiB: accepted by the old limit
+    with pytest.raises(InputError, match=r"the limit is 5 MB \(5,000,000 bytes\)"):
+        prepare_bytes(over)
+    with pytest.raises(InputError, match="the limit is 5 MB"):
+        prepare_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_BYTES - 7))
+
+
+@pytest.mark.parametrize("url", [
+    "data:text/html,<script>alert(1)</script>", "data:image/png,iVBORw0KGgo", "", "data:image/png;base64,@@@",
+    "data:image/png;base64,", "data:image/png;base64," + "A" * 64,
+], ids=["no-base64-html", "no-base64-png", "empty", "bad-base64", "no-data", "not-an-image"])
+def test_forged_canvas_value_is_one_clear_message(url):
+    from app.inputs import UNREADABLE_DRAWING, canvas_input
+
+    with pytest.raises(InputError) as info:
+        canvas_input(CanvasResult(url))
+    assert str(info.value) == UNREADABLE_DRAWING or "PNG or JPEG" in str(info.value)
+    assert type(info.value) is InputError

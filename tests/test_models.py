@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from cvae_core import inference
+from cvae_core.calibration import Calibration
 from cvae_core.config import ModelConfig
-from cvae_core.models import MLPCVAE, MODELS, ConvCVAE, build_model, cvae_loss
+from cvae_core.models import MLPCVAE, MODELS, ConvCVAE, DigitCNN, build_model, cvae_loss
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
@@ -106,11 +107,47 @@ def test_classify_is_batched_consistently():
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="conv"))
     x = torch.rand(4, 1, 28, 28)
-    probs, log_px = inference.classify(model, x, k=3, generator=torch.Generator().manual_seed(1))
-    assert probs.shape == log_px.shape == (4, 10)
+    probs, log_px, not_digit = inference.classify(model, x, k=3, generator=torch.Generator().manual_seed(1))
+    assert probs.shape == log_px.shape == (4, 10) and not_digit is None
     assert torch.allclose(probs.sum(1), torch.ones(4))
-    single, _ = inference.classify(model, x[:1], k=3, generator=torch.Generator().manual_seed(1))
+    single, _, _ = inference.classify(model, x[:1], k=3, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(single[0], probs[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_encode_all_equals_encoding_under_each_condition(arch):
+    """The shared-work encoder pass gives what encoding each image under each label gives."""
+    torch.manual_seed(0)
+    for background in (False, True):
+        model = build_model(ModelConfig(arch=arch, latent_dim=3, hidden=(32, 16), background=background)).eval()
+        x = torch.rand(5, 1, 28, 28)
+        c = model.config.num_conditions
+        mean, logvar = model.encode_all(x)
+        assert mean.shape == (5, c, 3)
+        m, lv = model.encode(x.repeat_interleave(c, 0), torch.arange(c).repeat(5))
+        torch.testing.assert_close(mean.reshape(-1, 3), m, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logvar.reshape(-1, 3), lv, atol=1e-5, rtol=1e-5)
+
+
+def test_background_condition_gives_a_calibrated_not_a_digit_probability():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mlp", latent_dim=2, hidden=(16,), background=True))
+    x = torch.rand(3, 1, 28, 28)
+    cal = Calibration(temperature=3.0)
+    probs, scores, not_digit = inference.classify(model, x, k=2, generator=torch.Generator().manual_seed(0), calibration=cal)
+    assert probs.shape == (3, 10) and scores.shape == (3, 11) and not_digit.shape == (3,)
+    torch.testing.assert_close(probs.sum(1) + not_digit, torch.ones(3))
+    torch.testing.assert_close(torch.cat([probs, not_digit[:, None]], 1), torch.softmax(scores / 3.0, 1))
+    reading = inference.read(model, x, k=2, generator=torch.Generator().manual_seed(0), calibration=cal)
+    torch.testing.assert_close(reading.not_digit, not_digit) and torch.testing.assert_close(reading.probs, probs)
+    assert reading.restyled.shape == (3, 10, 28, 28)
+
+
+def test_the_cnn_reference_builds_and_scores():
+    model = build_model(ModelConfig(arch="cnn", hidden=(32,), background=True))
+    assert isinstance(model, DigitCNN)
+    probs, logits, not_digit = inference.classify(model, torch.rand(4, 1, 28, 28))
+    assert logits.shape == (4, 11) and probs.shape == (4, 10) and not_digit.shape == (4,)
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
@@ -153,7 +190,7 @@ def test_read_gives_what_the_separate_helpers_give(arch):
     model = build_model(ModelConfig(arch=arch, latent_dim=3, hidden=(32,)))
     x = torch.rand(3, 1, 28, 28)
     reading = inference.read(model, x, k=4, generator=torch.Generator().manual_seed(5))
-    probs, log_px = inference.classify(model, x, k=4, generator=torch.Generator().manual_seed(5))
+    probs, log_px, _ = inference.classify(model, x, k=4, generator=torch.Generator().manual_seed(5))
     assert torch.allclose(reading.probs, probs, atol=1e-6) and torch.allclose(reading.log_px, log_px, atol=1e-4)
     assert torch.equal(reading.labels, probs.argmax(1))
     mean, std = inference.encode(model, x, reading.labels)

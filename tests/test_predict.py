@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cvae_core.checkpoints import CHECKPOINT_DIR, discover
+from cvae_core.catalogue import discover
+from cvae_core.checkpoints import CHECKPOINT_DIR
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.inference import classify
 from cvae_core.predict import main
@@ -30,8 +31,8 @@ def classifier(tmp_path_factory, mnist) -> Path:
     """The committed model that recognises best when there is an evaluated one, else a small MLP
     trained here (3 epochs on 10k images: about 80 % accurate, enough for confident digits)."""
     evaluated = [
-        (e.checkpoint.meta["evaluation"]["accuracy"], e.path) for e in discover(CHECKPOINT_DIR)
-        if e.ok and isinstance((e.checkpoint.meta.get("evaluation") or {}).get("accuracy"), float)
+        (e.info.accuracy, e.path) for e in discover(CHECKPOINT_DIR)
+        if e.load().ok and isinstance(e.info.accuracy, float)
     ]
     if evaluated and max(evaluated)[0] >= 0.9:
         return max(evaluated)[1]
@@ -85,9 +86,10 @@ def test_recognises_real_digits_light_on_dark_and_inverted(tmp_path, capsys, cla
     assert code == 0
     assert [r["file"] for r in results] == [str(f) for f in files]
     for result, label in zip(results, truth, strict=True):
-        assert set(result) == {"file", "label", "probs"}
-        assert len(result["probs"]) == 10 and abs(sum(result["probs"]) - 1) < 1e-3
-        assert result["label"] == label, result
+        assert set(result) == {"file", "label", "probs", "digit", "not_digit_score"}
+        # With a "not a digit" condition the ten digit probabilities sum to 1 - p(not a digit).
+        assert len(result["probs"]) == 10 and 0.5 < sum(result["probs"]) < 1 + 1e-3
+        assert result["label"] == label and result["digit"] is True, result
 
 
 def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:

@@ -240,7 +240,7 @@ def test_large_images_are_reduced_early_without_changing_the_digit(mnist, monkey
 
 
 def test_fast_helpers_match_their_plain_definitions():
-    from cvae_core import preprocess
+    from cvae_core import imageops
 
     rng = np.random.default_rng(0)
     arr = rng.random((23, 31)).astype(np.float32)
@@ -250,12 +250,12 @@ def test_fast_helpers_match_their_plain_definitions():
         offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
                    if dy * dy + dx * dx <= radius * radius + radius]
         plain = np.max([p[radius + dy : radius + dy + h, radius + dx : radius + dx + w] for dy, dx in offsets], axis=0)
-        assert np.array_equal(preprocess._disk_max(arr, radius), plain)
+        assert np.array_equal(imageops.disk_max(arr, radius), plain)
     for values in (arr, arr[:1, :1], arr[:2, :1], rng.random(1000)):
         for q in (0.5, 0.9, 0.99):
-            assert preprocess._quantile(values, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-6)
+            assert imageops.quantile(values, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-6)
     k = np.array([0.054, 0.244, 0.403, 0.244, 0.054])
     p = np.pad(arr.astype(np.float64), 2, mode="edge")
     rows = sum(k[i] * p[:, i : i + arr.shape[1]] for i in range(5))
     plain = sum(k[i] * rows[i : i + arr.shape[0]] for i in range(5))
-    assert np.allclose(preprocess._blur(arr), plain, atol=1e-6)
+    assert np.allclose(imageops.blur(arr), plain, atol=1e-6)

@@ -4,7 +4,11 @@ click the test-set map to jump there, see the manifold grid and interpolation st
 Each section is a fragment, so a slider reruns only its own section; decodes are cached. For a
 2-D model the sliders and the decoded digit are scrubbed in the browser (``app.scrub``): the
 digit follows a slider without a server round trip, and the map is redrawn only when a slider
-is released. Many-dimensional models keep Streamlit sliders, each move decoded on the server.
+is released. Many-dimensional models keep Streamlit sliders, each move decoded on the server,
+laid out as a compact grid beside the decoded digit. "Sample from the prior" draws z ~ N(0, I);
+"Reset" goes back to the origin. For those models the manifold grid spans the principal plane
+of the chosen digit's test latents (the two directions in which that digit's styles vary most),
+not the first two coordinates.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import common, figures, scrub
+from app import cached_models, figures, latent_space, scrub
+from cvae_core.catalogue import ModelEntry
 
 STEP = scrub.STEP
 MAP_KEY = "latent_map"
 SCRUB_KEY = "latent_scrub"
+LABEL_KEY = "latent_label"
+GRID_COLUMNS = 4  # sliders per row for many-dimensional models
+PLANE_SPREAD = 2.5  # the principal-plane manifold spans this many standard deviations each way
 
 
-def slider_keys(entry: common.ModelEntry) -> list[str]:
+def slider_keys(entry: ModelEntry) -> list[str]:
     return [f"latent_z{i}" for i in range(entry.latent_dim)]
 
 
@@ -29,13 +37,18 @@ def move_to_clicked_point() -> None:
     if points:
         for key, axis in (("latent_z0", "x"), ("latent_z1", "y")):
             on_grid = round(points[0][axis] / STEP) * STEP  # a value the slider can show
-            st.session_state[key] = float(np.clip(round(on_grid, 2), -common.SPAN, common.SPAN))
+            st.session_state[key] = float(np.clip(round(on_grid, 2), -latent_space.SPAN, latent_space.SPAN))
 
 
 def take_scrubbed_point() -> None:
     """Callback of the browser-side sliders: their released position becomes the page's z."""
     for i, value in enumerate(scrub.moved_to(SCRUB_KEY)):
-        st.session_state[f"latent_z{i}"] = float(np.clip(round(value, 2), -common.SPAN, common.SPAN))
+        st.session_state[f"latent_z{i}"] = float(np.clip(round(value, 2), -latent_space.SPAN, latent_space.SPAN))
+
+
+def on_grid(value: float) -> float:
+    """``value`` on the sliders' grid and range."""
+    return float(np.clip(round(round(value / STEP) * STEP, 2), -latent_space.SPAN, latent_space.SPAN))
 
 
 def reset_to_origin(keys: list[str]) -> None:
@@ -43,67 +56,118 @@ def reset_to_origin(keys: list[str]) -> None:
         st.session_state[key] = 0.0
 
 
-def sliders_and_image(entry: common.ModelEntry, label: int, keys: list[str]) -> tuple[float, ...]:
-    """Many dimensions: Streamlit sliders in an expander, each move decoded on the server."""
-    controls, picture = st.columns([1.1, 2.6], gap="medium")
-    with controls, st.expander(f"All {len(keys)} latent sliders", expanded=False):
-        for i, key in enumerate(keys):
-            st.slider(f"z{i}", -common.SPAN, common.SPAN, step=STEP, key=key, persist_state="session")
+def sample_prior(keys: list[str]) -> None:
+    """A point drawn from the prior N(0, I), on the sliders' grid."""
+    for key, value in zip(keys, np.random.default_rng().standard_normal(len(keys)), strict=True):
+        st.session_state[key] = on_grid(float(value))
+
+
+def point_buttons(keys: list[str]) -> None:
+    with st.container(horizontal=True, gap="small"):
+        st.button("Sample from the prior", key="latent_sample", on_click=sample_prior, args=(keys,),
+                  icon=":material/casino:", help="Draw z from N(0, I): a random style of this digit.")
+        st.button("Reset", key="latent_reset", on_click=reset_to_origin, args=(keys,),
+                  icon=":material/my_location:", help="Back to the origin, z = 0.")
+
+
+def describe_point(label: int, z: tuple[float, ...]) -> str:
+    """The caption of a decoded point: every dimension that is not 0."""
+    moved = [f"z{i} = {v:.2f}" for i, v in enumerate(z) if v != 0]
+    if not moved:
+        return f"A decoded {label} at the origin (every z = 0)"
+    rest = "; every other dimension 0" if len(moved) < len(z) else ""
+    return f"A decoded {label} at " + ", ".join(moved) + rest
+
+
+def sliders_and_image(entry: ModelEntry, label: int, keys: list[str]) -> tuple[float, ...]:
+    """Many dimensions: the decoded digit first (it stays in view), then a grid of small
+    Streamlit sliders, each move decoded on the server."""
+    picture, controls = st.columns([1, 2.4], gap="medium")
+    with controls:
+        rows = [keys[i : i + GRID_COLUMNS] for i in range(0, len(keys), GRID_COLUMNS)]
+        for row in rows:
+            for column, key in zip(st.columns(GRID_COLUMNS), row, strict=False):
+                column.slider(key.removeprefix("latent_"), -latent_space.SPAN, latent_space.SPAN, step=STEP,
+                              key=key, persist_state="session")
     z = tuple(float(st.session_state[key]) for key in keys)
-    image = common.decode_point(entry, entry.signature, label, z)
-    shown = ", ".join(f"{v:.2f}" for v in z[:2]) + ", …"
-    picture.image(figures.upscale(image, 10), caption=f"A decoded {label} at z = ({shown})", output_format="PNG")
-    controls.caption(f"The clickable map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
+    image = latent_space.decode_point(entry, entry.signature, label, z)
+    with picture:
+        st.image(figures.upscale(image, 8), caption=describe_point(label, z), output_format="PNG", width="stretch")
+        point_buttons(keys)
+        st.caption(f"The clickable map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
     return z
 
 
 @st.fragment
-def explorer(entry: common.ModelEntry, label: int) -> None:
+def explorer(entry: ModelEntry, label: int) -> None:
     keys = slider_keys(entry)
     for key in keys:
         st.session_state.setdefault(key, 0.0)
     if entry.latent_dim != 2:
         sliders_and_image(entry, label, keys)
-        st.button("Back to the origin", key="latent_reset", on_click=reset_to_origin, args=(keys,),
-                  icon=":material/my_location:")
         return
     z = tuple(float(st.session_state[key]) for key in keys)
     scrubbing, plane = st.columns([2.1, 1.6], gap="medium")
     with scrubbing:
-        strips = common.decode_points(entry, entry.signature, label, scrub.strip_points(z))
+        strips = latent_space.decode_points(entry, entry.signature, label, scrub.strip_points(z))
         scrub.scrubber(key=SCRUB_KEY, z=z, label=label, strips=strips, on_change=take_scrubbed_point)
-        st.button("Back to the origin", key="latent_reset", on_click=reset_to_origin, args=(keys,),
-                  icon=":material/my_location:")
+        point_buttons(keys)
         st.caption("The sliders pick images decoded ahead for every slider position, so the digit follows "
                    "them at once; the map catches up when a slider is released.")
     with plane:
         every = st.toggle("All labels", key="latent_all_labels", persist_state="session",
                           help="Show the test digits of every label, coloured, instead of this label only.")
-        points = common.test_latents(entry, entry.signature, None if every else label)
+        points = latent_space.test_latents(entry, entry.signature, None if every else label)
         if points is None:
             st.caption("This checkpoint stores no test-set latents to draw.")
             return
-        fig = figures.latent_map(*points, point=z, span=common.SPAN, height=400,
+        fig = figures.latent_map(*points, point=z, span=latent_space.SPAN, height=400,
                                  title="Test digits in latent space — click one to go there")
         st.plotly_chart(fig, key=MAP_KEY, on_select=move_to_clicked_point, selection_mode="points",
                         config={"displayModeBar": False})
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def principal_manifold(_entry: ModelEntry, signature: str, label: int, n: int) -> tuple[np.ndarray, str] | None:
+    """An n x n grid (n, n, 28, 28) over the principal plane of ``label``'s test latents (their mean,
+    +-PLANE_SPREAD standard deviations along the two main axes), and which dimensions lead each axis."""
+    points = latent_space.test_latents(_entry, signature, label)
+    if points is None or len(points[0]) < 3:
+        return None
+    z = points[0].astype(np.float64)
+    centre = z.mean(0)
+    _, singular, axes = np.linalg.svd(z - centre, full_matrices=False)  # rows of ``axes``: principal directions
+    spread = singular[:2] / np.sqrt(len(z) - 1)  # standard deviation along each
+    steps = np.linspace(-PLANE_SPREAD, PLANE_SPREAD, n)
+    across, down = np.meshgrid(steps, steps[::-1])  # rows from the top: high to low on axis 2
+    grid = centre + (across.reshape(-1, 1) * spread[0]) * axes[0] + (down.reshape(-1, 1) * spread[1]) * axes[1]
+    images = latent_space.decode_points(_entry, signature, label, grid.astype(np.float32))
+    lead = [", ".join(f"z{i}" for i in np.argsort(-np.abs(axis))[:2]) for axis in axes[:2]]
+    return images.reshape(n, n, *images.shape[1:]).astype(np.float32) / 255, f"axis 1 mostly {lead[0]}, axis 2 mostly {lead[1]}"
+
+
 @st.fragment
-def manifold_section(entry: common.ModelEntry, label: int) -> None:
+def manifold_section(entry: ModelEntry, label: int) -> None:
     st.subheader("Manifold")
     n = st.slider("Grid size n", 5, 25, 15, key="latent_grid_n", persist_state="session")
-    grid = common.manifold(entry, entry.signature, label, n)
+    plane = principal_manifold(entry, entry.signature, label, n) if entry.latent_dim > 2 else None
+    if plane is not None:
+        grid, lead = plane
+        caption = (f"{n}×{n} decoded {label}s over the principal plane of the test {label}s' latent means ({lead}): "
+                   f"±{PLANE_SPREAD:g} standard deviations around their mean, the two directions in which this "
+                   "digit's styles vary most.")
+    else:
+        grid = latent_space.manifold(entry, entry.signature, label, n)
+        others = "; the other dimensions are held at 0" if entry.latent_dim > 2 else ""
+        caption = (f"{n}×{n} decoded {label}s for z₀ from −3 (left) to 3 (right) and z₁ from 3 (top) to −3 "
+                   f"(bottom){others}. Inside the prior's bulk the digits are clear; far out they blur.")
     factor = max(1, 640 // (n * grid.shape[-1]))
-    others = "; the other dimensions are held at 0" if entry.latent_dim > 2 else ""
-    st.image(figures.tile(grid, factor, gap=1), output_format="PNG",
-             caption=f"{n}×{n} decoded {label}s for z₀ from −3 (left) to 3 (right) and z₁ from 3 (top) to −3 "
-                     f"(bottom){others}. Inside the prior's bulk the digits are clear; far out they blur.")
+    st.image(figures.tile(grid, factor, gap=1), output_format="PNG", caption=caption)
 
 
-def example_latent(entry: common.ModelEntry, label: int, index: int) -> tuple[float, ...]:
+def example_latent(entry: ModelEntry, label: int, index: int) -> tuple[float, ...]:
     """The stored latent mean of the ``index``-th test digit of ``label`` (the origin without stored latents)."""
-    points = common.test_latents(entry, entry.signature, label)
+    points = latent_space.test_latents(entry, entry.signature, label)
     if points is None or not len(points[0]):
         return (0.0,) * entry.latent_dim
     z = points[0]
@@ -111,35 +175,46 @@ def example_latent(entry: common.ModelEntry, label: int, index: int) -> tuple[fl
 
 
 @st.fragment
-def interpolation_section(entry: common.ModelEntry, label: int) -> None:
+def interpolation_section(entry: ModelEntry, label: int) -> None:
     st.subheader("Interpolation")
     start, end, options = st.columns(3)
     steps = options.slider("Steps", 3, 15, 9, key="latent_interp_steps")
     same_style = options.toggle("Same style at both ends", value=True, key="latent_interp_same_style",
                                 help="On: only the label changes, in the style of the first example. "
                                      "Off: the style moves from one test example to the other as well.")
-    y0 = start.selectbox("From the digit", range(10), index=label, key="latent_interp_from")
+    classes = entry.config.num_classes
+    st.session_state.setdefault("latent_interp_from", label)
+    st.session_state.setdefault("latent_interp_to", (label + 1) % classes)
+    y0 = start.selectbox("From the digit", range(classes), key="latent_interp_from")
     i0 = start.number_input("its test example", 1, 1000, 1, key="latent_interp_from_example",
                             help="Which test digit of that label gives the style (its stored latent mean).")
-    y1 = end.selectbox("to the digit", range(10), index=(label + 1) % 10, key="latent_interp_to")
+    y1 = end.selectbox("to the digit", range(classes), key="latent_interp_to")
     i1 = end.number_input("its test example", 1, 1000, 2, key="latent_interp_to_example", disabled=same_style)
     z0 = example_latent(entry, y0, i0 - 1)
     z1 = z0 if same_style else example_latent(entry, y1, i1 - 1)
-    strip = common.interpolation(entry, entry.signature, z0, z1, y0, y1, steps)
+    strip = latent_space.interpolation(entry, entry.signature, z0, z1, y0, y1, steps)
     st.image(figures.tile(strip, 3, gap=4), output_format="PNG",
              caption=f"From a {y0} to a {y1}: the label weights and the latent code move together, "
                      "in equal steps, left to right.")
 
 
+def follow_label(classes: int) -> None:
+    """A new digit: the interpolation starts from it (and goes to the next one)."""
+    label = st.session_state[LABEL_KEY]
+    st.session_state["latent_interp_from"] = label
+    st.session_state["latent_interp_to"] = (label + 1) % classes
+
+
 def render() -> None:
     st.title("Latent explorer")
-    entry = common.require_model()
+    entry = cached_models.require_model()
     if entry is None:
         return
     st.caption(f"Model {entry.name}: a {entry.arch} CVAE with a {entry.latent_dim}-D latent space. "
                "Choose a digit, then move the sliders: the decoder draws that digit in the style at z.")
-    label = st.segmented_control("Digit", list(range(10)), default=0, required=True, key="latent_label",
-                                 persist_state="session")
+    classes = entry.config.num_classes
+    label = st.segmented_control("Digit", list(range(classes)), default=0, required=True, key=LABEL_KEY,
+                                 persist_state="session", on_change=follow_label, args=(classes,))
     explorer(entry, label)
     st.divider()
     manifold_section(entry, label)

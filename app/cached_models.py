@@ -1,0 +1,118 @@
+"""The models the pages use: the core catalogue (``cvae_core.catalogue``), cached for the app.
+
+Entries are described once per process and models loaded once per process with
+``st.cache_resource`` (shared across sessions, read-only, eval mode), keyed on the size, time and
+inode of their files so that a retrained or re-evaluated checkpoint is picked up without a
+restart. The keys are bytes and printable text, so any file name hashes. Which model is shown
+first and which pairs with which are the core's rules; this module only caches and remembers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from cvae_core import catalogue
+from cvae_core.catalogue import ModelEntry
+from cvae_core.checkpoints import checkpoint_dir
+
+MODEL_KEY = "sidebar_model"  # the sidebar's model picker
+TRAIN_HELP = """No trained model was found in `{folder}`.
+
+Train the two 2-D models and evaluate them, then reload this page:
+
+```
+python -m cvae_core.train --model conv --latent-dim 2
+python -m cvae_core.train --model mlp --latent-dim 2
+python -m cvae_core.evaluate --checkpoint checkpoints/conv-2
+python -m cvae_core.evaluate --checkpoint checkpoints/mlp-2
+```
+
+The MNIST folder comes from `--data-dir` or `$CVAE_DATA_DIR`; `CVAE_CHECKPOINT_DIR` picks another model folder."""
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _described(path: bytes, signature: str) -> ModelEntry:
+    """Shared across sessions and read-only, like the models (``signature`` keys the cache)."""
+    return catalogue.describe(Path(os.fsdecode(path)), signature)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading a model…")
+def _loaded(path: bytes, signature: str) -> ModelEntry:
+    """The entry with its checkpoint, or with the reason it cannot be loaded (read once either way)."""
+    return _described(path, signature).load()
+
+
+def _load_failures() -> dict[str, str]:
+    """Checkpoints (by signature) that failed to load in this session: shown as unavailable from then on."""
+    return st.session_state.setdefault("models_failed", {})
+
+
+def all_models() -> list[ModelEntry]:
+    """Every checkpoint in the checkpoint folder, sorted by name, described from its metadata (not loaded)."""
+    failed = _load_failures()
+    entries = []
+    for path in catalogue.find(checkpoint_dir()):
+        entry = _described(os.fsencode(path), catalogue.signature(path))
+        if entry.ok and entry.signature in failed:
+            entry = dataclasses.replace(entry, error=failed[entry.signature])
+        entries.append(entry)
+    return entries
+
+
+def available_models() -> list[ModelEntry]:
+    """The models a page can show: available CVAEs."""
+    return catalogue.usable(all_models())
+
+
+def load(entry: ModelEntry) -> ModelEntry | None:
+    """The entry with its model loaded (once per process), or None when it cannot be; the reason
+    then shows in the sidebar."""
+    loaded = _loaded(os.fsencode(entry.path), entry.signature)
+    if loaded.ckpt is None:
+        _load_failures()[entry.signature] = loaded.error or "could not be loaded"
+        return None
+    return loaded
+
+
+def selected_entry() -> ModelEntry | None:
+    """The model picked in the sidebar (or the default), described but not loaded."""
+    entries = available_models()
+    chosen = st.session_state.get(MODEL_KEY)
+    return next((e for e in entries if e.name == chosen), None) or catalogue.default_model(entries)
+
+
+def selected_model() -> ModelEntry | None:
+    """The selected model, loaded; a model that fails to load is marked unavailable and the next is tried."""
+    while (entry := selected_entry()) is not None:
+        loaded = load(entry)
+        if loaded is not None:
+            return loaded
+        st.session_state.pop(MODEL_KEY, None)  # back to the default among the models that are left
+    return None
+
+
+def partner_model(entry: ModelEntry) -> ModelEntry | None:
+    """A model of the other architecture (``catalogue.partner``), loaded."""
+    while (other := catalogue.partner(available_models(), entry)) is not None:
+        loaded = load(other)
+        if loaded is not None:
+            return loaded
+    return None
+
+
+def paper_pair(latent_dim: int) -> tuple[ModelEntry, ModelEntry] | None:
+    """The paper's plain conv and MLP models at ``latent_dim`` (``catalogue.paper_pair``), described."""
+    return catalogue.paper_pair(available_models(), latent_dim)
+
+
+def require_model() -> ModelEntry | None:
+    """The selected model, loaded; with none available, explain how to train one and return None
+    (the page then ends, and the router still draws the sidebar, which lists what is unusable)."""
+    entry = selected_model()
+    if entry is None:
+        st.info(TRAIN_HELP.format(folder=checkpoint_dir()), icon=":material/model_training:")
+    return entry

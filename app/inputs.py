@@ -1,0 +1,77 @@
+"""What a visitor gives the Draw page, turned into the 28x28 input the models read.
+
+Uploads and canvas drawings go through ``cvae_core.preprocess`` (decoding checked before Pillow
+sees a byte); the results are cached with ``st.cache_data`` keyed on the input's bytes, so a
+rerun that changes nothing computes nothing. Every failure is an ``InputError`` whose message
+is for the visitor.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from app.reading import SEED
+from cvae_core.evaluate import add_noise  # moves to cvae_core.corruptions (the lead's); the app then imports it there
+from cvae_core.preprocess import InputError, decode_image, prepare_array, prepare_bytes
+
+UNREADABLE_DRAWING = "The drawing could not be read. Please clear the canvas and draw again."
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prepare(data: bytes) -> tuple[np.ndarray | None, str | None]:
+    """Image file bytes -> (28x28 float32 model input, None) or (None, message for the user)."""
+    try:
+        prepared = prepare_bytes(data)
+    except InputError as e:
+        return None, str(e)
+    return prepared.tensor[0, 0].numpy(), None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prepare_pixels(rgba: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """The canvas's RGBA array -> (28x28 float32 model input, None) or (None, message for the user)."""
+    try:
+        prepared = prepare_array(rgba)
+    except InputError as e:
+        return None, str(e)
+    return prepared.tensor[0, 0].numpy(), None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def original_image(data: bytes) -> Image.Image | None:
+    """The decoded original (for the archive), or None when it cannot be decoded."""
+    try:
+        return decode_image(data)
+    except InputError:
+        return None
+
+
+def canvas_input(result: Any) -> tuple[bytes, np.ndarray]:
+    """The canvas's drawing: its PNG bytes and its (H, W, 4) uint8 pixels. Anything else, a
+    forged or damaged data URL included, is an ``InputError`` with one message.
+
+    The canvas sends a PNG data URL, which a client can forge: the component splits it at
+    ``;base64,`` and decodes it (a ``ValueError`` when either fails), and the bytes are decoded
+    by ``cvae_core.preprocess.decode_image``, which checks the format and the pixel count
+    before decoding, never by Pillow unchecked.
+    """
+    try:
+        data = result.image_bytes
+    except (ValueError, binascii.Error):
+        raise InputError(UNREADABLE_DRAWING) from None
+    if not data:
+        raise InputError(UNREADABLE_DRAWING)
+    return data, np.asarray(decode_image(data))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def noisy(pixels: np.ndarray, sigma: float) -> np.ndarray:
+    """The input plus Gaussian noise of standard deviation ``sigma``, clipped to [0, 1]; same seed each time."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).unsqueeze(0)  # (1, 28, 28)
+    return add_noise(x, sigma, seed=SEED)[0].numpy()

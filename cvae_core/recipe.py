@@ -1,0 +1,95 @@
+"""Rebuild every shipped checkpoint from scratch, in order, from ``checkpoints/recipe.toml``.
+
+    python -m cvae_core.recipe                         # all of them into checkpoints/ (hours: see `minutes`)
+    python -m cvae_core.recipe --only conv-2 --out /tmp/rebuilt --threads 2
+    python -m cvae_core.recipe --list                  # print the commands, run nothing
+
+Each model's training command runs with ``--out DIR/NAME`` (and ``--threads``, ``--data-dir``
+when given), then its ``after`` commands (evaluation, calibration and the robustness suite);
+``{dir}`` in a command is the folder being built. Progress: one line per step with the time so
+far and the planned total; the commands' own progress bars show below it. A failed step stops
+the run with its exit code; the checkpoints finished before it stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cvae_core.checkpoints import CHECKPOINT_DIR
+
+RECIPE = CHECKPOINT_DIR / "recipe.toml"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One shipped model: its name, training command, follow-up commands and planned minutes."""
+
+    name: str
+    train: str
+    after: tuple[str, ...] = field(default_factory=tuple)
+    minutes: float = 0.0
+
+    def commands(self, folder: Path, *, threads: int | None, data_dir: str | None) -> list[list[str]]:
+        """The argv lists to run, with ``{dir}`` filled in and the runner's flags added."""
+        fill = [shlex.split(c.replace("{dir}", str(folder))) for c in (self.train, *self.after)]
+        extra = (["--threads", str(threads)] if threads else []) + (["--data-dir", data_dir] if data_dir else [])
+        fill[0] += ["--out", str(folder / self.name), *extra]
+        fill[1:] = [c + extra for c in fill[1:]]
+        return [[sys.executable if c[0] == "python" else c[0], *c[1:]] for c in fill]
+
+
+def read_recipe(path: Path = RECIPE) -> list[Step]:
+    """The recipe's steps in order; a malformed file raises ValueError naming what is wrong."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the recipe ({e})") from None
+    steps = []
+    for i, entry in enumerate(doc.get("model", [])):
+        if not isinstance(entry.get("name"), str) or not isinstance(entry.get("train"), str):
+            raise ValueError(f"{path}: model {i + 1} needs a name and a train command")
+        steps.append(Step(entry["name"], entry["train"], tuple(entry.get("after", ())), float(entry.get("minutes", 0))))
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="folder to build into (default checkpoints/)")
+    p.add_argument("--only", nargs="+", default=None, help="build only these models (their --init sources must exist)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (else $CVAE_DATA_DIR)")
+    p.add_argument("--list", action="store_true", help="print the commands and stop")
+    args = p.parse_args(argv)
+    steps = read_recipe()
+    if args.only:
+        unknown = set(args.only) - {s.name for s in steps}
+        if unknown:
+            print(f"error: not in the recipe: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        steps = [s for s in steps if s.name in args.only]
+    planned = sum(s.minutes for s in steps)
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, step in enumerate(steps, 1):
+        for cmd in step.commands(args.out, threads=args.threads, data_dir=args.data_dir):
+            elapsed = (time.perf_counter() - start) / 60
+            print(f"[{i}/{len(steps)} {step.name}] {elapsed:.0f} of ~{planned:.0f} min: {shlex.join(cmd)}", flush=True)
+            if args.list:
+                continue
+            code = subprocess.call(cmd)
+            if code:
+                print(f"error: {step.name}: the command exited with {code}", file=sys.stderr)
+                return code
+    print(f"done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

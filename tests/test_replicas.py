@@ -1,0 +1,305 @@
+"""Two app replicas behind nginx, sharing one PostgreSQL archive: what ``deploy/`` runs, without Docker.
+
+Starts, on loopback, a PostgreSQL server (Debian's binaries, ``tests/postgres.py``), two
+``streamlit run`` replicas whose ``CVAE_ARCHIVE_URL`` points at it, and nginx with
+``deploy/nginx.conf`` filled in the way ``deploy/compose.yaml`` fills it (only the listen address
+and the list of replicas differ). A real Chromium (Playwright) opens the app through nginx in fresh
+browser contexts until it holds one session on each replica (nginx's routing cookie decides; its
+access log says which replica served what), draws a 0 and saves it through the first, and finds
+the item on the Archive page through the second. The access log must show every request of a
+session, its websocket included, answered by that session's replica. Everything is stopped at the end.
+
+Skips when nginx, PostgreSQL, Chromium or the PostgreSQL driver is missing; under ``CI=true`` that
+fails instead (``make test`` installs the Debian packages).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+from postgres import PostgresMissing, running_postgres
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app" / "streamlit_app.py"
+COMMITTED = ROOT / "checkpoints"
+PROXY_TEMPLATE = ROOT / "deploy" / "nginx.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1000}
+TIMEOUT_S = 180  # a replica's start and first page on a busy two-core machine
+ROUTE_COOKIE = "cvae_replica"  # set by deploy/nginx.conf
+MAX_CONTEXTS = 24  # fresh browser contexts tried to land one session on each replica (miss: 2^-23)
+METRIC = '[data-testid="stMetric"]:has-text("Recognised digit") [data-testid="stMetricValue"]'
+CANVAS = "canvas.upper-canvas"
+IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+          && !document.querySelector('[data-stale="true"]')"""
+# deploy/nginx.conf's log_format cvae_replica
+ACCESS = re.compile(r'"(?P<method>\S+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) \d+ '
+                    r"replica=(?P<replica>.*?) route=(?P<route>\S+) ")
+
+
+def missing(what: str) -> None:
+    """Skip locally, fail under CI: the replica test is part of ``make test``."""
+    message = f"{what} (make test installs it with apt-get)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def proxy_config(*, listen: str, replicas: list[str]) -> str:
+    """deploy/nginx.conf filled in as the nginx image's envsubst fills it from compose.yaml."""
+    values = {"CVAE_PROXY_LISTEN": listen,
+              "CVAE_UPSTREAM_SERVERS": " ".join(f"server {r};" for r in replicas)}
+    text = PROXY_TEMPLATE.read_text()
+    for name, value in values.items():
+        assert "${" + name + "}" in text, f"{PROXY_TEMPLATE} lost its {name} variable"
+        text = text.replace("${" + name + "}", value)
+    assert "${" not in text, "deploy/nginx.conf uses a variable compose.yaml does not set"
+    return text
+
+
+@contextmanager
+def replica(name: str, *, archive_url: str, checkpoints: Path, work: Path) -> Iterator[str]:
+    """One ``streamlit run`` of the app on loopback; yields its address ``127.0.0.1:PORT``."""
+    port = free_port()
+    env = {**os.environ, "CVAE_ARCHIVE_URL": archive_url, "CVAE_CHECKPOINT_DIR": str(checkpoints),
+           "STREAMLIT_SERVER_COOKIE_SECRET": "one-secret-for-every-replica", "MALLOC_ARENA_MAX": "2"}
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
+               f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
+               "--server.fileWatcherType=none"]
+    log_path = work / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not become healthy:\n{log_path.read_text()}")
+            time.sleep(0.3)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@contextmanager
+def proxy(replicas: list[str], work: Path) -> Iterator[tuple[str, Path]]:
+    """nginx in front of ``replicas`` with deploy/nginx.conf; yields (its URL, its access log)."""
+    prefix = work / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    port = free_port()
+    (prefix / "cvae.conf").write_text(proxy_config(listen=f"127.0.0.1:{port}", replicas=replicas))
+    # The main context the nginx image has around conf.d/, cut to what a process of our own needs.
+    (prefix / "nginx.conf").write_text(f"""
+daemon off;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log stderr notice;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {prefix / "client_body"};
+    proxy_temp_path {prefix / "proxy"};
+    fastcgi_temp_path {prefix / "fastcgi"};
+    uwsgi_temp_path {prefix / "uwsgi"};
+    scgi_temp_path {prefix / "scgi"};
+    include {prefix / "cvae.conf"};
+}}
+""")
+    access, errors = prefix / "access.log", prefix / "error.log"
+    with open(access, "wb") as out, open(errors, "wb") as err:
+        process = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+                                   stdout=out, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"nginx exited with {process.returncode}:\n{errors.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"nginx did not answer:\n{errors.read_text()}")
+            time.sleep(0.2)
+        yield url, access
+    finally:
+        stop(process)
+
+
+def requests_by_route(access: Path) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for line in access.read_text().splitlines():
+        m = ACCESS.search(line)
+        if m:
+            out.setdefault(m["route"], []).append(m.groupdict())
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoints(request) -> Path:
+    if any(COMMITTED.glob("*.safetensors")):
+        return COMMITTED
+    return request.getfixturevalue("tiny_checkpoints")
+
+
+@pytest.fixture(scope="module")
+def stack(checkpoints) -> Iterator[dict]:
+    """PostgreSQL, two replicas on it and nginx in front; every process is stopped afterwards."""
+    if not Path(NGINX).exists():
+        missing("nginx not found")
+    if not Path(CHROMIUM).exists():
+        missing(f"Chromium not found at {CHROMIUM}")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing("the PostgreSQL driver psycopg is not installed (requirements.txt)")
+    with tempfile.TemporaryDirectory(prefix="cvae-replicas-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        work.chmod(0o755)  # nginx's workers run as another user when we are root
+        try:
+            db = stack.enter_context(running_postgres()).url()
+        except PostgresMissing as e:
+            missing(str(e))
+        replicas = [stack.enter_context(replica(f"replica-{i}", archive_url=db, checkpoints=checkpoints, work=work))
+                    for i in (1, 2)]
+        url, access = stack.enter_context(proxy(replicas, work))
+        yield {"db": db, "replicas": replicas, "url": url, "access": access, "work": work}
+
+
+def session_per_replica(browser, stack: dict) -> dict[str, tuple]:
+    """replica -> (context, page, route cookie): fresh contexts through nginx until each replica has one."""
+    found: dict[str, tuple] = {}
+    for _ in range(MAX_CONTEXTS):
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_S * 1000)
+        page.goto(stack["url"])
+        page.get_by_role("heading", name="Draw & recognise").wait_for()
+        page.wait_for_selector(CANVAS)
+        page.wait_for_function(IDLE)  # the first run is over: its websocket is open and the canvas live
+        route = next(c["value"] for c in context.cookies() if c["name"] == ROUTE_COOKIE)
+        served = {r["replica"] for r in requests_by_route(stack["access"]).get(route, [])}
+        assert len(served) == 1, f"one browser's requests went to {served}"
+        (where,) = served
+        if where in found:
+            context.close()
+        else:
+            found[where] = (context, page, route)
+        if len(found) == len(stack["replicas"]):
+            return found
+    pytest.fail(f"{MAX_CONTEXTS} browser contexts all landed on {sorted(found)}")
+
+
+def draw_zero(page) -> str:
+    """Draw a 0 on the canvas and return the recognised digit."""
+    page.wait_for_selector(CANVAS)
+    box = page.locator(CANVAS).bounding_box()
+    ring = [(140 + 65 * math.sin(t / 24 * 2 * math.pi), 140 - 95 * math.cos(t / 24 * 2 * math.pi)) for t in range(26)]
+    page.mouse.move(box["x"] + ring[0][0], box["y"] + ring[0][1])
+    page.mouse.down()
+    for x, y in ring[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+    page.mouse.up()
+    page.wait_for_selector(METRIC)
+    return page.locator(METRIC).inner_text().strip()
+
+
+def test_proxy_config_is_the_deployed_template():
+    """The config under test is deploy/nginx.conf itself, with compose's two variables filled in."""
+    text = proxy_config(listen="80", replicas=["app:8501"])
+    assert "server app:8501;" in text and "listen 80 default_server;" in text
+    assert "hash $cvae_replica consistent;" in text  # sticky by cookie, not by client address
+    assert "proxy_set_header Upgrade $http_upgrade;" in text
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    assert './nginx.conf:/etc/nginx/templates/default.conf.template' in compose
+    assert 'CVAE_UPSTREAM_SERVERS: "server app:8501;"' in compose and 'CVAE_PROXY_LISTEN: "80"' in compose
+
+
+def test_saved_through_one_replica_seen_through_the_other(stack):
+    from playwright.sync_api import sync_playwright
+
+    from cvae_core.archive import Archive
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            sessions = session_per_replica(browser, stack)
+            first, second = stack["replicas"]
+            _, writer, _ = sessions[first]
+            assert draw_zero(writer) in "0123456789"
+            writer.get_by_role("button", name="Save to archive").click()
+            saved = writer.locator('[data-testid="stAlertContentSuccess"]:has-text("Saved to the archive as item")')
+            saved.wait_for()
+            item = re.search(r"#(\d+)", saved.inner_text())[1]
+
+            _, reader, _ = sessions[second]
+            reader.goto(f"{stack['url']}/archive")
+            reader.get_by_role("heading", name="Archive").wait_for()
+            reader.get_by_text("1 saved item", exact=False).wait_for()
+            assert reader.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
+            routes = {where: route for where, (_, _, route) in sessions.items()}
+            for context, _, _ in sessions.values():
+                context.close()  # nginx logs a websocket when it closes
+        finally:
+            browser.close()
+
+    archive = Archive.from_url(stack["db"])
+    try:
+        assert [i.id for i in archive.list()] == [int(item)]
+    finally:
+        archive.engine.dispose()
+
+    deadline = time.monotonic() + 30
+    while True:
+        log = requests_by_route(stack["access"])
+        streams = {where: [r for r in log.get(route, []) if r["path"].startswith("/_stcore/stream")]
+                   for where, route in routes.items()}
+        if all(any(r["status"] == "101" for r in s) for s in streams.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for where, route in routes.items():
+        assert {r["replica"] for r in log[route]} == {where}, f"session {route} left its replica"
+        assert any(r["status"] == "101" for r in streams[where]), f"no websocket through nginx for {where}"
