@@ -79,10 +79,12 @@ def load(entry: ModelEntry) -> ModelEntry | None:
 
 
 def selected_entry() -> ModelEntry | None:
-    """The model picked in the sidebar (or the default), described but not loaded."""
+    """The model picked in the sidebar, else the best recogniser (``catalogue.recogniser_ranking``),
+    described but not loaded."""
     entries = available_models()
     chosen = st.session_state.get(MODEL_KEY)
-    return next((e for e in entries if e.name == chosen), None) or catalogue.default_model(entries)
+    picked = next((e for e in entries if e.name == chosen), None)
+    return picked or next(iter(catalogue.recogniser_ranking(entries)), None) or catalogue.default_model(entries)
 
 
 def selected_model() -> ModelEntry | None:

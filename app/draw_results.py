@@ -144,7 +144,8 @@ def truth_given() -> None:
 
 def truth_control(mark: str) -> int | None:
     """"What did you write?": one click on 0-9 (click again to take it back). Returns the label."""
-    if st.session_state.get(TRUTH_INPUT) != mark:  # a new input: the control starts from what it was told before
+    if st.session_state.get(TRUTH_INPUT) != mark or TRUTH_KEY not in st.session_state:
+        # A new input (or the page again): the control starts from what it was told about this input.
         st.session_state[TRUTH_INPUT] = mark
         st.session_state[TRUTH_KEY] = _tally().get(mark, Labelled()).truth
     return st.segmented_control("What did you write?", list(range(10)), key=TRUTH_KEY, on_change=truth_given,

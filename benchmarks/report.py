@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks import tables
+from benchmarks import recognition_tables, tables
 from benchmarks.browser import browser
 from benchmarks.common import RESULTS_JSON, ROOT
 from cvae_core import inference
 from cvae_core.checkpoints import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
+from cvae_core.corruptions import CORRUPTIONS
 from cvae_core.data import DataError, load_mnist
+from cvae_core.models import MODELS
 from cvae_core.summary import summary, verdict
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -48,6 +50,11 @@ def load_all() -> list[Checkpoint]:
     return [load_checkpoint(p) for p in list_checkpoints()]
 
 
+def is_cvae(c: Checkpoint) -> bool:
+    """The loss tables and figures are about CVAEs; the CNN reference is in the recognition tables."""
+    return c.config.arch in MODELS
+
+
 def is_hybrid(c: Checkpoint) -> bool:
     """Trained with the extra class-posterior term (``--disc-weight``): not one of the paper's models."""
     return float((c.meta.get("train_config") or {}).get("disc_weight") or 0) > 0
@@ -61,7 +68,7 @@ def by_latent(ckpts: list[Checkpoint]) -> dict[int, list[Checkpoint]]:
     """The paper's (plain) models grouped by latent size: the conv-vs-MLP comparison."""
     out: dict[int, list[Checkpoint]] = {}
     for c in sorted(ckpts, key=order):
-        if not is_hybrid(c):
+        if is_cvae(c) and not is_hybrid(c) and c.meta.get("role") not in ("recogniser", "reference"):
             out.setdefault(c.config.latent_dim, []).append(c)
     return out
 
@@ -69,6 +76,8 @@ def by_latent(ckpts: list[Checkpoint]) -> dict[int, list[Checkpoint]]:
 def notes(c: Checkpoint) -> str:
     tc, command = c.meta.get("train_config") or {}, c.meta.get("command") or ""
     parts = []
+    if c.meta.get("role") == "recogniser":
+        parts.append("recogniser: distorted digits + non-digits, \"not a digit\" condition")
     if is_hybrid(c):
         parts.append(f"hybrid (class-posterior weight {tc.get('disc_weight'):g})")
     if "--init" in command:
@@ -92,7 +101,7 @@ def quality_table(ckpts: list[Checkpoint]) -> str:
     head = ["model", "latent", "parameters", "epochs", "test loss (nats)", "recon", "KL", "accuracy",
             *[f"acc. σ={s:g}" for s in noisy], "training time", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for c in sorted(ckpts, key=order):
+    for c in sorted(filter(is_cvae, ckpts), key=order):
         s, ev = summary(c.info, name=c.name), c.info.evaluation
         acc_at = {n["sigma"]: n["accuracy"] for n in (ev.noise if ev else ())}
         row = [f"`{c.name}`", str(c.config.latent_dim), f"{s.params or 0:,}", str(c.info.training.epochs_run or "—"),
@@ -148,6 +157,7 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
     ]
     for title, name in figures:
         parts += [f"![{title}](docs/figures/{name})", ""]
+    parts += recognition_tables.section(ckpts)
     parts += ["### Speed and memory", ""]
     if results is None:
         parts += ["No benchmark results yet: run `python -m benchmarks`.", ""]
@@ -235,7 +245,7 @@ def fig_reconstructions(ckpts: list[Checkpoint]) -> Any:
     x = data.test_images[idx].float().div(255).unsqueeze(1)  # (10, 1, 28, 28)
     y = data.test_labels[idx]
     rows = [("test originals", x[:, 0])]
-    rows += [(c.name, inference.reconstruct(c.model, x, y)) for c in sorted(ckpts, key=order)]
+    rows += [(c.name, inference.reconstruct(c.model, x, y)) for c in sorted(filter(is_cvae, ckpts), key=order)]
     gap = 2
     strip = [np.concatenate([np.pad(img.numpy(), ((0, 0), (0, gap)), constant_values=0.25) for img in r], 1)
              for _, r in rows]
@@ -264,6 +274,23 @@ def fig_noise(ckpts: list[Checkpoint]) -> Any:
     fig.update_xaxes(title="noise σ")
     fig.update_yaxes(title="recognition accuracy", tickformat=".0%", range=[0, 1])
     return _layout(fig, "Recognition accuracy under Gaussian noise", 380, width=760)
+
+
+def fig_robustness(ckpts: list[Checkpoint]) -> Any:
+    """Accuracy per corruption (mean over its severities), one bar per measured model."""
+    import plotly.graph_objects as go
+
+    models = recognition_tables.measured_models(ckpts)
+    names = list(CORRUPTIONS)
+    labels = [n.replace("_", " ") + (" *" if CORRUPTIONS[n].held_out else "") for n in ["clean", *names]]
+    fig = go.Figure()
+    for c in models:
+        r = c.meta["robustness"]
+        fig.add_trace(go.Bar(x=labels, y=[r["clean"]["accuracy"], *[r["corruptions"][n]["accuracy"] for n in names]],
+                             name=c.name))
+    fig.update_yaxes(title="accuracy (mean over severities)", tickformat=".0%", range=[0, 1])
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.35})
+    return _layout(fig, "Recognition under each corruption (* never used in training)", 460)
 
 
 def _layout(fig: Any, title: str, height: int, *, width: int = WIDTH, **kwargs: Any) -> Any:
@@ -302,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else None
     makers = {"loss_curves.png": ("Loss curves", fig_losses), "latent_scatter.png": ("Latent scatter", fig_latents),
               "reconstructions.png": ("Originals and reconstructions", fig_reconstructions),
-              "noise_robustness.png": ("Recognition under noise", fig_noise)}
+              "noise_robustness.png": ("Recognition under noise", fig_noise),
+              "corruptions.png": ("Recognition under each corruption", fig_robustness)}
     if not args.no_figures:
         figures = {}
         for name, (_, make) in makers.items():

@@ -3,6 +3,7 @@
 Knows nothing of Streamlit; the app in ``app/`` is a thin face over this package.
 """
 
+from cvae_core.calibration import Calibration
 from cvae_core.catalogue import ModelEntry, describe, discover
 from cvae_core.checkpoints import (
     Checkpoint,
@@ -13,13 +14,40 @@ from cvae_core.checkpoints import (
     save_checkpoint,
 )
 from cvae_core.config import ModelConfig, TrainConfig
+from cvae_core.corruptions import CORRUPTIONS, corrupt
 from cvae_core.data import MNIST, DataError, load_mnist, read_idx
-from cvae_core.models import CVAE, MLPCVAE, MODELS, ConvCVAE, build_model, cvae_loss
+from cvae_core.models import CLASSIFIERS, CVAE, MLPCVAE, MODELS, ConvCVAE, DigitCNN, build_model, cvae_loss
 from cvae_core.summary import Summary, Verdict, summary, verdict
 
 __all__ = [
-    "CVAE", "MLPCVAE", "MNIST", "MODELS", "Checkpoint", "CheckpointError", "CheckpointMeta", "ConvCVAE", "DataError",
-    "ModelConfig", "ModelEntry", "Summary", "TrainConfig", "Verdict", "build_model", "cvae_loss", "describe",
-    "discover", "list_checkpoints", "load_checkpoint", "load_mnist", "read_idx", "save_checkpoint", "summary",
+    "CLASSIFIERS",
+    "CORRUPTIONS",
+    "CVAE",
+    "MLPCVAE",
+    "MNIST",
+    "MODELS",
+    "Calibration",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointMeta",
+    "ConvCVAE",
+    "DataError",
+    "DigitCNN",
+    "ModelConfig",
+    "ModelEntry",
+    "Summary",
+    "TrainConfig",
+    "Verdict",
+    "build_model",
+    "corrupt",
+    "cvae_loss",
+    "describe",
+    "discover",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_mnist",
+    "read_idx",
+    "save_checkpoint",
+    "summary",
     "verdict",
 ]

@@ -26,8 +26,8 @@ from cvae_core.checkpoints import CheckpointError, code_version, load_checkpoint
 from cvae_core.corruptions import corrupt
 from cvae_core.data import DataError, load_mnist, to_float
 from cvae_core.inference import DEFAULT_K, log_likelihoods
+from cvae_core.measures import evaluate as evaluate_loss
 from cvae_core.models import CVAE
-from cvae_core.train import evaluate as evaluate_loss
 from cvae_core.train import pick_device
 
 NOISE_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)
@@ -67,7 +67,7 @@ def evaluate_model(
     for sigma in sigmas:
         x = add_noise(images, sigma, seed=seed + 1)
         loss = evaluate_loss(model, x, labels, beta=beta, seed=seed, device=device)
-        log_px = recognise(model, x, k=k, seed=seed, desc=f"sigma {sigma}")
+        log_px = recognise(model, x, k=k, seed=seed, desc=f"sigma {sigma}")[:, :classes]  # the digits' conditions
         predicted = log_px.argmax(1)
         accuracy = (predicted == labels).float().mean().item()
         results["noise"].append({"sigma": sigma, **loss, "accuracy": accuracy})
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = pick_device()
     ckpt = load_checkpoint(args.checkpoint, device=device)
-    if ckpt.config.arch == "conv":
-        ckpt.model.to(memory_format=torch.channels_last)  # about 2x faster convolutions on the CPU
+    if not isinstance(ckpt.model, CVAE):
+        raise CheckpointError(f"{ckpt.name} is not a CVAE; the CNN reference is measured by python -m cvae_core.robustness")
     data = load_mnist(args.data_dir)
     images, labels = data.test_images, data.test_labels
     if args.limit:

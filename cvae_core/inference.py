@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cvae_core.calibration import Calibration
-from cvae_core.models import CVAE, DigitCNN
+from cvae_core.models import CVAE, DigitCNN, to_channels_last
 
 DEFAULT_K = 8  # importance samples per label; test accuracy moved by <0.1 % from K=8 to K=32 (README)
 _LOG_2PI = math.log(2 * math.pi)
@@ -41,10 +41,9 @@ def _ready(model: CVAE | DigitCNN) -> torch.device:
     agree with NCHW to float rounding (``tests/test_models.py``). Like ``eval()``, this changes
     the model it is given, which is what a model loaded for inference wants."""
     model.eval()
-    if any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()):
-        # Outside inference mode: weights made inside it could never be trained again.
-        with torch.inference_mode(False), torch.no_grad():
-            model.to(memory_format=torch.channels_last)
+    # Outside inference mode: weights made inside it could never be trained again.
+    with torch.inference_mode(False), torch.no_grad():
+        to_channels_last(model)
     return next(model.parameters()).device
 
 

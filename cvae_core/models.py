@@ -234,5 +234,15 @@ def cvae_loss(logits: Tensor, x: Tensor, mean: Tensor, logvar: Tensor, *, beta: 
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Convolution weights in NHWC layout, in place (returns ``model``). On the CPU oneDNN runs NHWC
+    convolutions without the layout copies NCHW costs it: about twice as fast for training and
+    up to 60 % less time for inference (``benchmarks/``); outputs agree to float rounding. A model
+    without convolutions is left as it is."""
+    if any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -19,7 +19,8 @@
    (``cvae_core.nondigits.ood_set``) and the test digits, family by family, and the share of test
    digits flagged.
 
-Results go into the checkpoint's ``robustness`` metadata (unless ``--no-write`` or ``--limit``).
+Results go into the checkpoint's ``robustness`` metadata (unless ``--no-write``), with the number
+of test digits they were measured on (``--limit`` measures fewer, for slow models).
 With ``--data`` (a labelled set exported from the archive: IDX files, a zip of them, or .npz)
 it scores that set instead and writes nothing.
 """
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint path (with or without suffix)")
     p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (else $CVAE_DATA_DIR)")
     p.add_argument("--data", default=None, help="score a labelled set exported from the archive instead (writes nothing)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N test images (not recorded)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N test images (recorded with its n; the report shows it)")
     p.add_argument("--recalibrate", action="store_true", help="fit the calibration again even if the checkpoint has one")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-write", action="store_true", help="do not record the results in the checkpoint")
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     model = ckpt.model
     start = time.perf_counter()
     command = shlex.join(["python", "-m", "cvae_core.robustness", *(sys.argv[1:] if argv is None else argv)])
-    write = not (args.no_write or args.limit or args.data)
+    write = not (args.no_write or args.data)
     if args.data:
         from cvae_core.data import load_labelled
 

@@ -2,7 +2,8 @@
 
 ``summary`` is what the app's model card and metrics table and the README's quality table show;
 ``verdict`` decides which of several models has the lowest test loss and which recognises best,
-with ties called as such. The app shows ``str(verdict)``; ``benchmarks.report`` words the same
+with ties called as such, and, where recorded, which holds up best under corruptions, whose
+confidence is best calibrated and how many times smaller the smaller model is. The app shows ``str(verdict)``; ``benchmarks.report`` words the same
 decision for the README.
 """
 
@@ -15,6 +16,7 @@ from cvae_core.checkpoints import CheckpointMeta
 
 LOSS_TIE = 0.005  # nats: test losses printed alike (2 decimals) are a tie
 ACCURACY_TIE = 5e-5  # accuracies printed alike (2 decimals of a percent) are a tie
+PARAMS_RATIO = 2  # the parameter counts are worth a word when one model is at least this many times larger
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Summary:
     kl: float | None = None
     accuracy: float | None = None
     training_seconds: float | None = None
+    robust_accuracy: float | None = None  # mean accuracy over the corruptions (``python -m cvae_core.robustness``)
+    ece: float | None = None  # mean expected calibration error over the corruptions
 
 
 def summary(meta: CheckpointMeta, *, name: str | None = None) -> Summary:
@@ -47,7 +51,13 @@ def summary(meta: CheckpointMeta, *, name: str | None = None) -> Summary:
         kl=None if test is None else test.kl,
         accuracy=meta.accuracy,
         training_seconds=meta.training.seconds,
+        robust_accuracy=meta.robust_accuracy,
+        ece=_number((meta.robustness or {}).get("mean_ece")),
     )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class Verdict:
     accuracy_tied: bool
     not_evaluated: tuple[str, ...]  # models without an accuracy
     given: tuple[str, ...] = ()  # the models in the order given: a tie names them so
+    by_robustness: tuple[Summary, ...] = ()  # the models with a corruption accuracy, best first
+    by_calibration: tuple[Summary, ...] = ()  # the models with an ECE, lowest first
+    by_params: tuple[Summary, ...] = ()  # the models with a parameter count, fewest first
 
     def __str__(self) -> str:
         parts = []
@@ -82,6 +95,18 @@ class Verdict:
                 word = "better" if len(self.by_accuracy) == 2 else "best"
                 others = ", ".join(f"{100 * s.accuracy:.2f} %" for s in rest)
                 parts.append(f"{good.model} recognises {word} ({100 * good.accuracy:.2f} % vs {others})")
+        if len(self.by_robustness) >= 2:
+            good, *rest = self.by_robustness
+            others = ", ".join(f"{100 * s.robust_accuracy:.1f} %" for s in rest)
+            parts.append(f"{good.model} holds up best under corruptions ({100 * good.robust_accuracy:.1f} % vs {others})")
+        if len(self.by_calibration) >= 2:
+            good, *rest = self.by_calibration
+            others = ", ".join(f"{100 * s.ece:.1f} %" for s in rest)
+            parts.append(f"{good.model} is the best calibrated (ECE {100 * good.ece:.1f} % vs {others})")
+        if len(self.by_params) >= 2 and self.by_params[-1].params >= PARAMS_RATIO * self.by_params[0].params:
+            small, big = self.by_params[0], self.by_params[-1]
+            parts.append(f"{small.model} is {big.params / small.params:.0f} times smaller "
+                         f"({small.params:,} vs {big.params:,} parameters)")
         return "; ".join(parts) + "."
 
     def _position(self, model: str) -> int:
@@ -99,4 +124,7 @@ def verdict(summaries: Sequence[Summary]) -> Verdict:
         accuracy_tied=len(by_accuracy) >= 2 and abs(by_accuracy[0].accuracy - by_accuracy[1].accuracy) < ACCURACY_TIE,
         not_evaluated=tuple(s.model for s in summaries if s.accuracy is None),
         given=tuple(s.model for s in summaries),
+        by_robustness=tuple(sorted((s for s in summaries if s.robust_accuracy is not None), key=lambda s: -s.robust_accuracy)),
+        by_calibration=tuple(sorted((s for s in summaries if s.ece is not None), key=lambda s: s.ece)),
+        by_params=tuple(sorted((s for s in summaries if s.params), key=lambda s: s.params)),
     )

@@ -34,7 +34,17 @@ from cvae_core.augment import Augment, augment
 from cvae_core.checkpoints import CheckpointError, checkpoint_dir, code_version, now_iso, save_checkpoint
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.data import MNIST, DataError, batches, load_mnist
-from cvae_core.models import CLASSIFIERS, CVAE, MODELS, DigitCNN, build_model, count_parameters, cvae_loss
+from cvae_core.measures import latent_means, measure
+from cvae_core.models import (
+    CLASSIFIERS,
+    CVAE,
+    MODELS,
+    DigitCNN,
+    build_model,
+    count_parameters,
+    cvae_loss,
+    to_channels_last,
+)
 
 
 def set_seed(seed: int) -> None:
@@ -168,53 +178,6 @@ def class_posterior_loss(model: CVAE, x: Tensor, y: Tensor, *, temperature: floa
     return F.cross_entropy(-neg_elbo / temperature, y)
 
 
-@torch.inference_mode()
-def evaluate(
-    model: CVAE,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    beta: float = 1.0,
-    batch_size: int = 1000,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """Mean negative ELBO (and its parts) per image, one posterior sample each, seeded."""
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
-    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    for x, y in batches(images, labels, batch_size, device=device):
-        mean, logvar = model.encode(x, y)
-        eps = torch.randn(mean.shape, generator=gen, device=device)
-        parts = cvae_loss(model.decode_logits(mean + eps * torch.exp(0.5 * logvar), y), x, mean, logvar, beta=beta)
-        for k in sums:
-            sums[k] += parts[k].sum().item()
-    return {k: v / max(len(labels), 1) for k, v in sums.items()}
-
-
-@torch.inference_mode()
-def evaluate_classifier(
-    model: DigitCNN, images: Tensor, labels: Tensor, *, batch_size: int = 1000, device: torch.device | str = "cpu"
-) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of the CNN reference on (images, labels)."""
-    model.eval()
-    loss, right = 0.0, 0
-    for x, y in batches(images, labels, batch_size, device=device):
-        logits = model(x)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        right += int((logits[:, : model.config.num_classes].argmax(1) == y).sum())
-    n = max(len(labels), 1)
-    return {"loss": loss / n, "accuracy": right / n}
-
-
-def measure(model: CVAE | DigitCNN, images: Tensor, labels: Tensor, *, beta: float, device: torch.device) -> dict[str, float]:
-    """What the history records for one split: the negative ELBO and its parts for a CVAE,
-    cross-entropy and accuracy for the CNN reference."""
-    if isinstance(model, DigitCNN):
-        return evaluate_classifier(model, images, labels, device=device)
-    return evaluate(model, images, labels, beta=beta, device=device)
-
-
 @torch.no_grad()
 def validation_ce(
     model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device, seed: int = 0, temperature: float = 1.0
@@ -225,13 +188,6 @@ def validation_ce(
     total = sum(class_posterior_loss(model, x, y, temperature=temperature).item() * len(y)
                 for x, y in batches(images, labels, 500, device=device))
     return total / max(len(labels), 1)
-
-
-@torch.inference_mode()
-def latent_means(model: CVAE, images: Tensor, labels: Tensor, *, device: torch.device | str = "cpu") -> Tensor:
-    """Posterior means (N, latent_dim) for every image under its own label."""
-    model.eval()
-    return torch.cat([model.encode(x, y)[0].cpu() for x, y in batches(images, labels, 1000, device=device)])
 
 
 def make_optimizer(model: CVAE | DigitCNN, cfg: TrainConfig) -> torch.optim.Adam:
@@ -274,10 +230,7 @@ def fit(
         model.load_state_dict(start_from.model.state_dict())
         init_meta = {"path": start_from.path.name, "weights_sha256": start_from.meta.get("weights_sha256"),
                      "command": start_from.meta.get("command")}
-    model = model.to(device)
-    if model_config.arch != "mlp":
-        # oneDNN's convolutions run about twice as fast on NHWC tensors on the CPU (benchmarks/).
-        model = model.to(memory_format=torch.channels_last)
+    model = to_channels_last(model.to(device))
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_y) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch

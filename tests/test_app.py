@@ -44,7 +44,6 @@ TIMEOUT = 120  # seconds per run: generous, the first run imports torch and load
 # The router's run(), as `streamlit run app/streamlit_app.py` calls it.
 ROUTER = "from app.streamlit_app import run\nrun()\n"
 COMMITTED = ROOT / "checkpoints"
-DEFAULT_MODEL = "conv-2"  # what cached_models.selected_entry shows first among COMMITTED_SET
 COMMITTED_SET = ("conv-2", "mlp-2", "conv-16", "mlp-16")
 
 
@@ -77,6 +76,11 @@ def app_models(tmp_path_factory, mnist) -> Path:
             evaluation = evaluate_model(ckpt.model, images, labels, k=4, sigmas=(0.0, 0.3))
             update_metadata(ckpt.path, {"evaluation": evaluation})
     return folder
+
+
+def default_model(folder: Path) -> str:
+    """What the pages show first: the best recogniser."""
+    return catalogue.recogniser_ranking(catalogue.discover(folder))[0].name
 
 
 def copy_models(source: Path, target: Path, names: tuple[str, ...] = ("conv-2", "mlp-2")) -> Path:
@@ -125,7 +129,7 @@ def image_url(at: AppTest, caption_start: str) -> str:
 def test_every_page_renders(monkeypatch, app_models, page):
     at = start(monkeypatch, app_models, page)
     assert at.title, "page has no title"
-    assert at.selectbox(key=cached_models.MODEL_KEY).value == DEFAULT_MODEL
+    assert at.selectbox(key=cached_models.MODEL_KEY).value == default_model(app_models)
     assert "test loss" in " ".join(m.value for m in at.sidebar.markdown)
     assert not at.error
 
@@ -478,13 +482,15 @@ def test_models_load_only_when_a_page_needs_them(monkeypatch, app_models, mnist,
     real = catalogue.ModelEntry.load
     monkeypatch.setattr(catalogue.ModelEntry, "load", lambda entry, **kw: loaded.append(entry.name) or real(entry, **kw))
     folder = copy_models(app_models, tmp_path, COMMITTED_SET)  # new paths: nothing cached yet
+    first = default_model(folder)
+    partner = catalogue.partner(catalogue.discover(folder), catalogue.describe(folder / f"{first}.safetensors")).name
     at = start(monkeypatch, folder)
     assert len(at.selectbox(key=cached_models.MODEL_KEY).options) == len(COMMITTED_SET)  # listed from metadata
-    assert loaded == ["conv-2"]  # the selected model only
+    assert loaded == [first]  # the selected model only
     upload(at, "one.png", png(mnist.test_images[2].numpy()))
-    assert loaded == ["conv-2", "mlp-2"]  # its partner, once there is an input to compare on
+    assert loaded == [first, partner]  # its partner, once there is an input to compare on
     at.switch_page(PAGES["latent"]).run()
-    assert loaded == ["conv-2", "mlp-2"]
+    assert loaded == [first, partner]
 
 
 def test_recognised_digit_is_shown_before_the_partner_is_asked(monkeypatch, app_models, mnist):
@@ -493,7 +499,7 @@ def test_recognised_digit_is_shown_before_the_partner_is_asked(monkeypatch, app_
     metric, partner = st.metric, cached_models.partner_model
     monkeypatch.setattr(st, "metric", lambda label, *a, **k: order.append(label) or metric(label, *a, **k))
     monkeypatch.setattr(cached_models, "partner_model", lambda entry: order.append("partner") or partner(entry))
-    at = upload(start(monkeypatch, app_models), "one.png", png(mnist.test_images[2].numpy()))
+    at = upload(start(monkeypatch, app_models, model="conv-2"), "one.png", png(mnist.test_images[2].numpy()))
     assert order == ["Recognised digit", "partner"]
     assert image_url(at, "by mlp-2")
 

@@ -183,3 +183,24 @@ def test_module_entry_point_exit_code(tmp_path, classifier, digits):
     assert proc.returncode == 1, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0]["label"] == label and "folder" in lines[1]["error"]
+
+
+def test_letters_are_answered_as_not_digits(tmp_path, capsys):
+    """The shipped default recogniser says "not a digit" for most capital letters that look like no
+    digit (typeset dark on light, as a scan would be), and keeps its calibrated digit probabilities."""
+    from PIL import ImageDraw, ImageFont
+
+    from cvae_core.nondigits import FONT_DIR
+
+    font = ImageFont.truetype(str(FONT_DIR / "DejaVuSans-Bold.ttf"), size=180)
+    files = []
+    for letter in "AHKMWX":
+        img = Image.new("L", (280, 280), 255)
+        ImageDraw.Draw(img).text((140, 140), letter, fill=0, font=font, anchor="mm")
+        files.append(write(tmp_path, f"{letter}.png", img))
+    code, results, _ = run(capsys, *files, "--json")
+    assert code == 0 and len(results) == len(files)
+    flagged = [r["file"] for r in results if r["digit"] is False]
+    assert len(flagged) >= 4, f"only {flagged} of the letters were called not a digit: {results}"
+    for r in results:
+        assert 0 <= r["not_digit_score"] <= 1 and sum(r["probs"]) + r["not_digit_score"] == pytest.approx(1, abs=1e-4)

@@ -3,11 +3,12 @@
 Starts, on loopback, a PostgreSQL server (Debian's binaries, ``tests/postgres.py``), two
 ``streamlit run`` replicas whose ``CVAE_ARCHIVE_URL`` points at it, and nginx with
 ``deploy/nginx.conf`` filled in the way ``deploy/compose.yaml`` fills it (only the listen address
-and the list of replicas differ). A real Chromium (Playwright) opens the app through nginx in fresh
-browser contexts until it holds one session on each replica (nginx's routing cookie decides; its
-access log says which replica served what), draws a 0 and saves it through the first, and finds
-the item on the Archive page through the second. The access log must show every request of a
-session, its websocket included, answered by that session's replica. Everything is stopped at the end.
+and the list of replicas differ). Cheap requests find a routing cookie for each replica (nginx's
+access log says which replica served what); a real Chromium (Playwright) then opens the app through
+nginx in two browser contexts carrying those cookies, draws a 0 and saves it through the first
+replica, and finds the item on the Archive page through the second. The access log must show
+every request of each browser, its websocket included, answered by its own replica. A browser
+without the cookie gets a fresh one from nginx. Everything is stopped at the end.
 
 Skips when nginx, PostgreSQL, Chromium or the PostgreSQL driver is missing; under ``CI=true`` that
 fails instead (``make test`` installs the Debian packages).
@@ -45,7 +46,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_S = 180  # a replica's start and first page on a busy two-core machine
 ROUTE_COOKIE = "cvae_replica"  # set by deploy/nginx.conf
-MAX_CONTEXTS = 24  # fresh browser contexts tried to land one session on each replica (miss: 2^-23)
+MAX_ROUTES = 64  # routing cookies tried to find one for each replica (all on one replica: 2^-63)
 METRIC = '[data-testid="stMetric"]:has-text("Recognised digit") [data-testid="stMetricValue"]'
 CANVAS = "canvas.upper-canvas"
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
@@ -209,28 +210,29 @@ def stack(checkpoints) -> Iterator[dict]:
         yield {"db": db, "replicas": replicas, "url": url, "access": access, "work": work}
 
 
-def session_per_replica(browser, stack: dict) -> dict[str, tuple]:
-    """replica -> (context, page, route cookie): fresh contexts through nginx until each replica has one."""
-    found: dict[str, tuple] = {}
-    for _ in range(MAX_CONTEXTS):
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_S * 1000)
-        page.goto(stack["url"])
-        page.get_by_role("heading", name="Draw & recognise").wait_for()
-        page.wait_for_selector(CANVAS)
-        page.wait_for_function(IDLE)  # the first run is over: its websocket is open and the canvas live
-        route = next(c["value"] for c in context.cookies() if c["name"] == ROUTE_COOKIE)
-        served = {r["replica"] for r in requests_by_route(stack["access"]).get(route, [])}
-        assert len(served) == 1, f"one browser's requests went to {served}"
-        (where,) = served
-        if where in found:
-            context.close()
-        else:
-            found[where] = (context, page, route)
+def routes_to_each_replica(stack: dict) -> dict[str, str]:
+    """replica -> a routing cookie value that nginx sends there, found with cheap health requests."""
+    found: dict[str, str] = {}
+    for i in range(MAX_ROUTES):
+        route = f"test-{i}"
+        request = urllib.request.Request(f"{stack['url']}/_stcore/health", headers={"Cookie": f"{ROUTE_COOKIE}={route}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        (where,) = {r["replica"] for r in requests_by_route(stack["access"])[route]}
+        found.setdefault(where, route)
         if len(found) == len(stack["replicas"]):
             return found
-    pytest.fail(f"{MAX_CONTEXTS} browser contexts all landed on {sorted(found)}")
+    pytest.fail(f"{MAX_ROUTES} routing cookies all led to {sorted(found)}")
+
+
+def open_app(browser, stack: dict, route: str, path: str = ""):
+    """A new browser (context) whose routing cookie is ``route``, on the app's page ``path``."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.add_cookies([{"name": ROUTE_COOKIE, "value": route, "url": stack["url"]}])
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    page.goto(f"{stack['url']}/{path}")
+    return page
 
 
 def draw_zero(page) -> str:
@@ -258,31 +260,44 @@ def test_proxy_config_is_the_deployed_template():
     assert 'CVAE_UPSTREAM_SERVERS: "server app:8501;"' in compose and 'CVAE_PROXY_LISTEN: "80"' in compose
 
 
+def test_a_new_browser_gets_a_routing_cookie(stack):
+    """nginx hands a browser without the cookie a fresh routing key, and routes by that same key."""
+    with urllib.request.urlopen(f"{stack['url']}/_stcore/health", timeout=30) as response:
+        cookies = response.headers.get_all("Set-Cookie") or []
+    ours = [c for c in cookies if c.startswith(f"{ROUTE_COOKIE}=")]
+    assert len(ours) == 1, cookies
+    route = re.fullmatch(rf"{ROUTE_COOKIE}=([0-9a-f]{{32}}); Path=/; HttpOnly; SameSite=Lax", ours[0])[1]
+    assert len({r["replica"] for r in requests_by_route(stack["access"])[route]}) == 1
+
+
 def test_saved_through_one_replica_seen_through_the_other(stack):
+    """Two browsers pinned by their cookies to different replicas: a digit saved in one is in the other's
+    Archive page, and every request of each, its websocket included, reached its own replica."""
     from playwright.sync_api import sync_playwright
 
     from cvae_core.archive import Archive
 
+    routes = routes_to_each_replica(stack)
+    first, second = stack["replicas"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            sessions = session_per_replica(browser, stack)
-            first, second = stack["replicas"]
-            _, writer, _ = sessions[first]
+            writer = open_app(browser, stack, routes[first])
+            writer.get_by_role("heading", name="Draw & recognise").wait_for()
+            writer.wait_for_selector(CANVAS)
+            writer.wait_for_function(IDLE)  # the first run is over: its websocket is open and the canvas live
             assert draw_zero(writer) in "0123456789"
             writer.get_by_role("button", name="Save to archive").click()
             saved = writer.locator('[data-testid="stAlertContentSuccess"]:has-text("Saved to the archive as item")')
             saved.wait_for()
             item = re.search(r"#(\d+)", saved.inner_text())[1]
 
-            _, reader, _ = sessions[second]
-            reader.goto(f"{stack['url']}/archive")
+            reader = open_app(browser, stack, routes[second], "archive")
             reader.get_by_role("heading", name="Archive").wait_for()
             reader.get_by_text("1 saved item", exact=False).wait_for()
             assert reader.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
-            routes = {where: route for where, (_, _, route) in sessions.items()}
-            for context, _, _ in sessions.values():
-                context.close()  # nginx logs a websocket when it closes
+            writer.context.close()  # nginx logs a websocket when it closes
+            reader.context.close()
         finally:
             browser.close()
 

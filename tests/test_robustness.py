@@ -59,7 +59,7 @@ def test_nondigit_generators_give_framed_images():
     gen = torch.Generator().manual_seed(0)
     batch = nondigits.training_batch(64, gen)
     assert batch.shape == (64, 1, 28, 28) and batch.min() >= 0 and batch.max() <= 1
-    assert (batch.flatten(1).amax(1) > 0.5).all(), "every non-digit has ink"
+    assert (batch.flatten(1).amax(1) > 0.25).all(), "every non-digit has ink (faint noise textures included)"
     letters = nondigits.typeset_letters("AK", 2, gen)
     assert letters.shape[0] == 4 and letters.amax() > 0.5
 

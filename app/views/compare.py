@@ -42,7 +42,7 @@ def latent_size(selected: ModelEntry, sizes: list[int]) -> int:
             st.session_state[LATENT_KEY] = selected.latent_dim
     if st.session_state.get(LATENT_KEY) not in sizes:
         st.session_state[LATENT_KEY] = PAPER_LATENT if PAPER_LATENT in sizes else sizes[0]
-    return st.segmented_control("Latent size", sizes, key=LATENT_KEY, required=True,
+    return st.segmented_control("Latent size", sizes, key=LATENT_KEY, required=True, persist_state="session",
                                 format_func=lambda d: f"{d}-D models",
                                 help="Which pair to compare; the sidebar's model sets it too.")
 
@@ -53,7 +53,7 @@ def pick(column: st.delta_generator.DeltaGenerator, label: str, options: list[Mo
     st.session_state.setdefault(key, preferred.name)
     if st.session_state[key] not in names:
         st.session_state[key] = preferred.name
-    name = column.selectbox(label, names, key=key)
+    name = column.selectbox(label, names, key=key, persist_state="session")
     return next(e for e in options if e.name == name)
 
 

@@ -77,7 +77,11 @@ def render() -> None:
     with left:
         mode = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True,
                                     key="draw_mode", persist_state="session", label_visibility="collapsed")
-        canvas = canvas_input() if mode == "Draw" else None
+        if mode == "Draw":
+            canvas = canvas_input()
+        else:
+            canvas = None
+            clear_canvas()  # the canvas is unmounted: back in Draw mode it starts empty, as it shows
     from app import draw_results  # torch and the models: only now, with the canvas already sent
 
     draw_results.render(left, right, mode, canvas)
