@@ -17,7 +17,7 @@ export CVAE_DATA_DIR ?= $(if $(wildcard $(SHARED_MNIST)),$(SHARED_MNIST),)
 # Each pair is "package:how to tell it is installed".
 SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx postgresql:/usr/lib/postgresql/*/bin/postgres
 
-.PHONY: run test venv system-packages bench report
+.PHONY: run test venv system-packages bench report checkpoints screenshots
 
 # pip prints what it collects and installs: the first run downloads torch (~1 GB with its CUDA
 # libraries) and takes several minutes, so the steps are shown rather than hidden.
@@ -63,3 +63,11 @@ bench: venv system-packages
 
 report: venv
 	$(PY) -m benchmarks.report
+
+# Rebuild every shipped checkpoint from scratch (checkpoints/recipe.toml; hours on 2 cores).
+checkpoints: venv
+	$(PY) -m cvae_core.recipe
+
+# Regenerate docs/screenshots/ by driving the app in Chromium (the tests never write them).
+screenshots: venv system-packages
+	$(PY) -m tests.screenshots

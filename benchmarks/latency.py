@@ -47,7 +47,7 @@ def _generator() -> torch.Generator:
 
 
 def _classify(m: Shipped, x: torch.Tensor) -> int:
-    probs, _ = inference.classify(m.model, x, k=m.k, generator=_generator())
+    probs, _, _ = inference.classify(m.model, x, k=m.k, generator=_generator())
     return int(probs[0].argmax())
 
 

@@ -114,24 +114,11 @@ def quality_table(ckpts: list[Checkpoint]) -> str:
 
 
 def verdicts(ckpts: list[Checkpoint]) -> str:
-    """One sentence per latent size from ``cvae_core.summary.verdict``: which architecture has the lower loss,
-    which recognises better."""
+    """One line per latent size: ``cvae_core.summary.verdict``'s sentence, the same the Compare page shows."""
     out = []
     for d, group in by_latent(ckpts).items():
-        if len(group) < 2:
-            continue
-        v = verdict([summary(c.info, name=c.name) for c in group])
-        parts = []
-        if len(v.by_loss) >= 2:
-            best, *rest = v.by_loss
-            others = ", ".join(f"{s.model} {s.test_loss:.2f}" for s in rest)
-            parts.append(f"`{best.model}` has the lowest test loss ({best.test_loss:.2f} nats vs {others})")
-        if len(v.by_accuracy) >= 2:
-            best, *rest = v.by_accuracy
-            others = ", ".join(f"{s.model} {100 * s.accuracy:.2f} %" for s in rest)
-            parts.append(f"`{best.model}` recognises best ({100 * best.accuracy:.2f} % vs {others})")
-        if parts:
-            out.append(f"- latent {d}: " + "; ".join(parts) + ".")
+        if len(group) >= 2:
+            out.append(f"- latent {d}: {verdict([summary(c.info, name=c.name) for c in group])}.")
     return "\n".join(out)
 
 

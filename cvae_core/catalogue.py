@@ -89,7 +89,10 @@ class ModelEntry:
 
     @property
     def k(self) -> int:
-        """Importance samples per label: as many as the evaluation that calibrated the threshold used."""
+        """Importance samples per label: the calibrated K (``recognition``), else as many as the
+        evaluation that set the likelihood threshold used."""
+        if self.info.recognition is not None:
+            return self.info.recognition.k
         ev = self.info.evaluation
         return ev.k if ev is not None and ev.k else DEFAULT_K
 

@@ -24,11 +24,11 @@ def full_record(seed: int = 0, **overrides) -> Record:
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=10) * 3
     probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+    probs *= (1 - 0.125) / probs.sum()  # a model with a "not a digit" condition: the rest is p(not a digit)
     fields = {
         "model": "mlp-2", "source": "canvas", "label": int(probs.argmax()), "confidence": float(probs.max()),
         "sigma": 0.0, "input_image": rng.random((28, 28)), "recon_image": rng.random((28, 28)),
-        "probs": tuple(float(p) for p in probs), "log_likelihoods": tuple(float(v) for v in -100 + logits),
+        "probs": tuple(float(p) for p in probs), "log_likelihoods": tuple(float(v) for v in (*(-100 + logits), -140.0)),
         "not_digit": 0.125, "partner_model": "conv-2", "partner_label": 3, "partner_confidence": 0.5,
         "true_label": seed % 10,
     }

@@ -86,7 +86,8 @@ def test_typed_record_keeps_every_field(archive):
     record = full_record(4)
     item = archive.get(archive.save(record))
     assert item.probs == pytest.approx(record.probs) and len(item.probs) == 10
-    assert item.log_likelihoods == pytest.approx(record.log_likelihoods)
+    assert sum(item.probs) + item.not_digit == pytest.approx(1)
+    assert item.log_likelihoods == pytest.approx(record.log_likelihoods) and len(item.log_likelihoods) == 11
     partner = (item.partner_model, item.partner_label, item.partner_confidence)
     assert item.not_digit == 0.125 and partner == ("conv-2", 3, 0.5)
     assert item.true_label == 4 and item.label == record.label

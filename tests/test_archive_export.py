@@ -59,11 +59,13 @@ def test_csv_carries_every_field(archive):
     assert oldest["id"] == str(first) and oldest["filename"] == "'=HYPERLINK(1)"  # no formula for spreadsheets
     record = full_record(1)
     assert [float(oldest[f"p{d}"]) for d in range(10)] == pytest.approx(record.probs, abs=1e-6)
-    assert [float(oldest[f"loglik{d}"]) for d in range(10)] == pytest.approx(record.log_likelihoods, abs=1e-4)
+    logliks = [float(oldest[f"loglik{d}"]) for d in range(10)] + [float(oldest["loglik_not_digit"])]
+    assert logliks == pytest.approx(record.log_likelihoods, abs=1e-4)
     assert (oldest["true_label"], oldest["not_digit"], oldest["partner_model"], oldest["partner_digit"]) == (
         "1", "0.125000", "conv-2", "3")
     assert oldest["verdict"] == ("right" if record.label == 1 else "wrong")
     assert (newest["true_label"], newest["verdict"], newest["p0"], newest["not_digit"]) == ("", "unlabelled", "", "")
+    assert newest["loglik_not_digit"] == ""
     assert to_csv(archive.list()) == data  # the small in-memory form writes the same table
 
 

@@ -49,6 +49,7 @@ ROUTE_COOKIE = "cvae_replica"  # set by deploy/nginx.conf
 MAX_ROUTES = 64  # routing cookies tried to find one for each replica (all on one replica: 2^-63)
 METRIC = '[data-testid="stMetric"]:has-text("Recognised digit") [data-testid="stMetricValue"]'
 CANVAS = "canvas.upper-canvas"
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
           && !document.querySelector('[data-stale="true"]')"""
 # deploy/nginx.conf's log_format cvae_replica
@@ -287,15 +288,17 @@ def test_saved_through_one_replica_seen_through_the_other(stack):
             writer.wait_for_selector(CANVAS)
             writer.wait_for_function(IDLE)  # the first run is over: its websocket is open and the canvas live
             assert draw_zero(writer) in "0123456789"
+            writer.wait_for_function(IDLE)  # the whole result is drawn, the save button with it
             writer.get_by_role("button", name="Save to archive").click()
             saved = writer.locator('[data-testid="stAlertContentSuccess"]:has-text("Saved to the archive as item")')
-            saved.wait_for()
+            saved.or_(writer.locator(ERRORS)).first.wait_for()
+            assert saved.count() == 1, writer.locator(ERRORS).all_inner_texts()
             item = re.search(r"#(\d+)", saved.inner_text())[1]
 
             reader = open_app(browser, stack, routes[second], "archive")
             reader.get_by_role("heading", name="Archive").wait_for()
             reader.get_by_text("1 saved item", exact=False).wait_for()
-            assert reader.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
+            assert reader.locator(ERRORS).count() == 0, reader.locator(ERRORS).all_inner_texts()
             writer.context.close()  # nginx logs a websocket when it closes
             reader.context.close()
         finally:

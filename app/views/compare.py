@@ -177,8 +177,9 @@ def robustness_table(models: list[ModelEntry]) -> pd.DataFrame:
             col[row] = _share(c.get("accuracy"))
         columns[entry.name] = col
         order += [k for k in col if k not in order]
+    order = order or ["clean"]
     rows = {name: [col.get(k, "—") if col else "not measured" for k in order] for name, col in columns.items()}
-    return pd.DataFrame(rows, index=order or ["accuracy"]).rename_axis("accuracy under")
+    return pd.DataFrame(rows, index=order).rename_axis("accuracy under")
 
 
 def robustness_section(pair: list[ModelEntry]) -> None:

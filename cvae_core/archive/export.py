@@ -37,7 +37,7 @@ LABELS_NAME = "archive-labels-idx1-ubyte"
 CSV_COLUMNS = (
     "id", "saved_utc", "digit", "confidence", "true_label", "verdict", "model", "source", "sigma", "filename",
     "not_digit", "partner_model", "partner_digit", "partner_confidence",
-    *(f"p{d}" for d in range(NUM_CLASSES)), *(f"loglik{d}" for d in range(NUM_CLASSES)),
+    *(f"p{d}" for d in range(NUM_CLASSES)), *(f"loglik{d}" for d in range(NUM_CLASSES)), "loglik_not_digit",
 )
 
 
@@ -57,7 +57,8 @@ def _number(value: float | None, spec: str) -> str:
 def csv_row(item: ArchiveItem) -> list[object]:
     """One item as a CSV row (``CSV_COLUMNS``); absent values are empty cells."""
     probs = item.probs or (None,) * NUM_CLASSES
-    logliks = item.log_likelihoods or (None,) * NUM_CLASSES
+    # Ten digits' log-likelihoods, then "not a digit"'s for models with that condition (else empty).
+    logliks = (*(item.log_likelihoods or ()), *(None,) * (NUM_CLASSES + 1))[: NUM_CLASSES + 1]
     return [
         item.id, item.created_at.isoformat(timespec="seconds"), item.label, f"{item.confidence:.6f}",
         "" if item.true_label is None else item.true_label, item.verdict, _inert(item.model), item.source,

@@ -125,17 +125,23 @@ class ArchiveItem(Entry):
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ArchiveItem:
         """An item from a database row; columns the row lacks (an older archive read-only) are None."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = row.get(f.name)
-            if isinstance(value, memoryview | bytearray):
-                value = bytes(value)
-            elif isinstance(value, list):
-                value = tuple(float(v) for v in value)
-            values[f.name] = value
+        data = dict(row)  # one copy: a row mapping's lookups are slow, and exports read thousands
+        values = {name: _plain(data.get(name)) for name in _ITEM_FIELDS}
         if values["created_at"].tzinfo is None:  # SQLite keeps no zone; we always write UTC
             values["created_at"] = values["created_at"].replace(tzinfo=UTC)
         return cls(**values)
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(ArchiveItem))
+
+
+def _plain(value: Any) -> Any:
+    """A column value as the dataclass holds it: bytes for binary, tuples of floats for JSON lists."""
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    if isinstance(value, list):
+        return tuple(float(v) for v in value)
+    return value
 
 
 def stored_fields() -> list[Any]:
@@ -176,17 +182,20 @@ def model_name(value: Any, name: str = "model name") -> str:
     return value
 
 
-def _vector(value: Any, name: str, *, probabilities: bool) -> tuple[float, ...] | None:
+def _vector(value: Any, name: str, *, probabilities: bool, total: float = 1.0) -> tuple[float, ...] | None:
+    """Ten probabilities summing to ``total`` (1, or 1 - p(not a digit) for a model with that
+    condition), or the log-likelihoods of the ten digits (and of "not a digit", if the model has it)."""
     if value is None:
         return None
     try:
         arr = np.asarray(value, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise _refuse(f"its {name} are not numbers") from None
-    if arr.shape != (NUM_CLASSES,) or not np.isfinite(arr).all():
-        raise _refuse(f"its {name} must be {NUM_CLASSES} finite numbers")
-    if probabilities and (arr.min() < 0 or arr.max() > 1 or abs(arr.sum() - 1) > PROBS_TOLERANCE):
-        raise _refuse(f"its {name} must be between 0 and 1 and sum to 1")
+    lengths = (NUM_CLASSES,) if probabilities else (NUM_CLASSES, NUM_CLASSES + 1)
+    if len(arr) not in lengths or not np.isfinite(arr).all():
+        raise _refuse(f"its {name} must be {' or '.join(map(str, lengths))} finite numbers")
+    if probabilities and (arr.min() < 0 or arr.max() > 1 or abs(arr.sum() - total) > PROBS_TOLERANCE):
+        raise _refuse(f"its {name} must be between 0 and 1 and sum to 1 (with the not-a-digit score, if any)")
     return tuple(float(v) for v in arr)
 
 
@@ -302,6 +311,7 @@ def prepare(record: Record | Mapping[str, Any] | Entry) -> Entry:
         raise _refuse(f"its source must be one of {', '.join(SOURCES)}")
     sigma = _number(record.sigma, "noise sigma", 0.0, SIGMA_MAX)
     pixels = _pixels(record.input_image, "input image")
+    not_digit = None if record.not_digit is None else _number(record.not_digit, "not-a-digit score", 0.0, 1.0)
     partner = None if record.partner_model is None else model_name(record.partner_model, "partner model name")
     return Entry(
         model=model,
@@ -311,9 +321,9 @@ def prepare(record: Record | Mapping[str, Any] | Entry) -> Entry:
         sigma=sigma,
         filename=clean_filename(record.filename),
         true_label=true_label(record.true_label),
-        probs=_vector(record.probs, "probabilities", probabilities=True),
+        probs=_vector(record.probs, "probabilities", probabilities=True, total=1.0 - (not_digit or 0.0)),
         log_likelihoods=_vector(record.log_likelihoods, "log-likelihoods", probabilities=False),
-        not_digit=None if record.not_digit is None else _number(record.not_digit, "not-a-digit score", 0.0, 1.0),
+        not_digit=not_digit,
         partner_model=partner,
         partner_label=None if partner is None else _digit(record.partner_label, "partner's digit", optional=True),
         partner_confidence=(None if partner is None or record.partner_confidence is None
