@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from app.reading import SEED
-from cvae_core.evaluate import add_noise  # moves to cvae_core.corruptions (the lead's); the app then imports it there
+from cvae_core.corruptions import corrupt
 from cvae_core.preprocess import InputError, decode_image, prepare_array, prepare_bytes
 
 UNREADABLE_DRAWING = "The drawing could not be read. Please clear the canvas and draw again."
@@ -73,5 +73,5 @@ def canvas_input(result: Any) -> tuple[bytes, np.ndarray]:
 @st.cache_data(max_entries=64, show_spinner=False)
 def noisy(pixels: np.ndarray, sigma: float) -> np.ndarray:
     """The input plus Gaussian noise of standard deviation ``sigma``, clipped to [0, 1]; same seed each time."""
-    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).unsqueeze(0)  # (1, 28, 28)
-    return add_noise(x, sigma, seed=SEED)[0].numpy()
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).view(1, 1, *pixels.shape)  # (1, 1, 28, 28)
+    return corrupt(x, "gaussian_noise", sigma, seed=SEED)[0, 0].numpy()

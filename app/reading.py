@@ -21,9 +21,8 @@ import streamlit as st
 import torch
 
 from cvae_core import inference
-from cvae_core.calibration import Calibration
+from cvae_core.calibration import OOD_QUANTILE, Calibration
 from cvae_core.catalogue import ModelEntry
-from cvae_core.evaluate import OOD_QUANTILE
 
 SEED = 0  # one seed for the noise and the importance samples: the same input gets the same answer
 # A top probability below this is not an answer: the page shows the two best candidates ("3 or 5?").

@@ -20,7 +20,7 @@ LOSS_CONVENTION = (
     "Loss = negative ELBO in nats per image: Bernoulli cross-entropy with the grey levels as "
     "targets (the usual convention) + KL to N(0, I). Lower is better."
 )
-CHOSEN_KEY = "sidebar_model_chosen"  # the model the visitor last picked (absent: the default is shown)
+CHOSEN_KEY = "sidebar_model_chosen"  # the model the visitor last picked (absent: the picker shows the default)
 GROUPS = ("paper", "recogniser", "variant")
 GROUP_NAMES = {"paper": "Paper", "recogniser": "Recogniser", "variant": "Variant"}
 
@@ -44,6 +44,11 @@ def _label(entry: ModelEntry) -> str:
 
 def _remember_choice() -> None:
     st.session_state[CHOSEN_KEY] = st.session_state.get(cached_models.MODEL_KEY)
+
+
+def chosen_model() -> str | None:
+    """The model the visitor last picked in the sidebar, or None while it shows the default."""
+    return st.session_state.get(CHOSEN_KEY)
 
 
 def what_it_is(entry: ModelEntry) -> list[str]:

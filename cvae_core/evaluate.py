@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from cvae_core.calibration import OOD_QUANTILE
 from cvae_core.checkpoints import CheckpointError, code_version, load_checkpoint, now_iso, update_metadata
 from cvae_core.corruptions import corrupt
 from cvae_core.data import DataError, load_mnist, to_float
@@ -31,7 +32,6 @@ from cvae_core.models import CVAE
 from cvae_core.train import pick_device
 
 NOISE_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5)
-OOD_QUANTILE = 0.005
 
 
 def add_noise(images: Tensor, sigma: float, *, seed: int) -> Tensor:

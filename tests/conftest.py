@@ -51,7 +51,7 @@ def tiny_checkpoints(tmp_path_factory, mnist) -> Path:
     for arch in ("conv", "mlp"):
         fit(
             ModelConfig(arch=arch, latent_dim=2, hidden=(128,)),
-            TrainConfig(epochs=1, subset=2000, val_size=1000),
+            TrainConfig(epochs=1, subset=2000, val_size=1000, eval_size=2000),
             mnist,
             folder / f"{arch}-2",
             command="tests/conftest.py tiny_checkpoints",

@@ -199,7 +199,7 @@ def test_noise_slider_changes_the_input_and_is_repeatable(monkeypatch, app_model
     assert image_url(at, "What the model sees") == noisy  # fixed seed: same sigma, same noise
 
 
-RECOGNITION = {"k": 4, "temperature": 1.0, "ood_threshold": -1e9, "ood_method": "test", "fitted_on": "test",
+RECOGNITION = {"k": 4, "temperature": 1.0, "not_digit_threshold": 0.5, "fitted_on": "test",
                "command": "tests/test_app.py", "created": "2026-01-01T00:00:00+00:00"}
 
 
@@ -242,7 +242,7 @@ def test_a_background_model_says_not_a_digit_by_its_own_score(monkeypatch, mnist
     """A recogniser with a "not a digit" condition: its calibrated p(not a digit) above the
     recorded threshold is the flag, and the chart gets a bar for it."""
     fit(ModelConfig(arch="mlp", latent_dim=2, hidden=(32,), background=True),
-        TrainConfig(epochs=1, subset=1000, val_size=1000), mnist, tmp_path / "mlp-2-bg",
+        TrainConfig(epochs=1, subset=1000, val_size=500, eval_size=200), mnist, tmp_path / "mlp-2-bg",
         command="tests/test_app.py", device=torch.device("cpu"))
     update_metadata(tmp_path / "mlp-2-bg", {"role": "recogniser",
                                             "recognition": {**RECOGNITION, "not_digit_threshold": 0.0}})
@@ -352,10 +352,9 @@ def test_sixteen_dimensions_in_a_compact_grid_beside_the_digit(monkeypatch, app_
     assert len(sliders) == 16 and not at.expander
     nodes = list(at.main)
     first_slider = next(i for i, n in enumerate(nodes) if getattr(n, "key", None) == "latent_z0")
-    picture = next(i for i, n in enumerate(nodes) if n.type == "imgs")
+    picture = next(i for i, n in enumerate(nodes) if n.type == "image")
     assert picture < first_slider  # the digit comes first, so it stays in view on a phone too
-    rows = {id(n) for n in nodes if n.type == "horizontal" or type(n).__name__ == "Column"}
-    assert len(rows) >= 4  # a grid of columns, not one long column
+    assert len([n for n in nodes if n.type == "column"]) >= 16  # a grid of columns, not one long column
     assert image_url(at, "A decoded 0 at the origin")
     at.slider(key="latent_z15").set_value(-3.0).run()
     at.slider(key="latent_z3").set_value(1.5).run()
@@ -384,7 +383,7 @@ def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_
     low, high = sorted(table["test_loss"])
     assert verdict.value.startswith(f"{best['model']} has the lower test loss ({low:.2f} vs {high:.2f} nats)")
     assert "recognises better" in verdict.value
-    assert "training_minutes" in table and "training_seconds" not in table
+    assert "training_minutes" in table
     robust = at.dataframe[1].value
     assert list(robust.columns[:2]) == ["conv-2", "mlp-2"]
     assert set(robust["conv-2"]) == {"not measured"}
@@ -399,13 +398,13 @@ def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_
 
 
 def test_compare_page_follows_the_sidebar_and_either_pair_can_be_chosen(monkeypatch, app_models):
-    at = start(monkeypatch, app_models, model="mlp-16")
+    at = start(monkeypatch, app_models, model="conv-16")
     at.switch_page(PAGES["compare"]).run()
     assert_clean(at)
     assert list(at.dataframe[0].value["model"]) == ["conv-16", "mlp-16"]  # the sidebar's latent size
     at.button_group(key="compare_latent").set_value(2).run()  # the other pair, chosen here
     assert list(at.dataframe[0].value["model"]) == ["conv-2", "mlp-2"]
-    at.selectbox(key=cached_models.MODEL_KEY).set_value("conv-16").run()  # a new choice in the sidebar
+    at.selectbox(key=cached_models.MODEL_KEY).set_value("mlp-16").run()  # a new choice in the sidebar
     assert list(at.dataframe[0].value["model"]) == ["conv-16", "mlp-16"]
 
 
@@ -431,7 +430,7 @@ def test_broken_checkpoint_is_unavailable_and_others_work(monkeypatch, app_model
     notes = " ".join(c.value for c in at.sidebar.caption)
     assert "mlp\\-2" in notes and "unavailable" in notes and "SHA" in notes
     (only,) = at.selectbox(key=cached_models.MODEL_KEY).options
-    assert only.startswith("conv-2")
+    assert "conv-2" in only
 
 
 def test_archive_gets_a_complete_record_and_autosaves_once(monkeypatch, app_models, mnist):

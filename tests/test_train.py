@@ -17,7 +17,7 @@ from cvae_core.train import fit, lr_factor, main, make_optimizer
 @pytest.mark.parametrize("arch", ["conv", "mlp"])
 def test_one_epoch_smoke_run_round_trips(tmp_path, mnist, arch):
     out = tmp_path / f"{arch}-2"
-    meta = fit(ModelConfig(arch=arch, hidden=(64,)), TrainConfig(epochs=1, subset=2000, val_size=1000), mnist, out,
+    meta = fit(ModelConfig(arch=arch, hidden=(64,)), TrainConfig(epochs=1, subset=2000, val_size=1000, eval_size=1500), mnist, out,
                command="pytest", device=torch.device("cpu"))
     assert meta["history"][0]["epoch"] == 1
     for key in ("train_loss", "val_loss", "test_loss", "test_recon", "test_kl"):
@@ -25,7 +25,8 @@ def test_one_epoch_smoke_run_round_trips(tmp_path, mnist, arch):
     ckpt = load_checkpoint(out)
     assert ckpt.meta["command"] == "pytest" and ckpt.meta["train_size"] == 2000
     assert ckpt.meta["data_sha256"] == {}  # the fixture skips checksums; the CLI test checks them
-    assert ckpt.latents.shape == (10000, 2) and torch.equal(ckpt.latent_labels, mnist.test_labels)
+    # A smoke run evaluates (and stores latents for) the first eval_size test digits only.
+    assert ckpt.latents.shape == (1500, 2) and torch.equal(ckpt.latent_labels, mnist.test_labels[:1500])
     x, y = mnist.test_images[:8].unsqueeze(1).float() / 255, mnist.test_labels[:8]
     ckpt.model.eval()
     with torch.no_grad():
@@ -37,7 +38,7 @@ def test_one_epoch_smoke_run_round_trips(tmp_path, mnist, arch):
 
 def test_command_line_smoke_run(tmp_path, data_dir, capsys):
     out = tmp_path / "cli"
-    main(["--model", "mlp", "--hidden", "32", "--epochs", "1", "--subset", "500", "--val-size", "500",
+    main(["--model", "mlp", "--hidden", "32", "--epochs", "1", "--subset", "500", "--val-size", "500", "--eval-size", "500",
           "--data-dir", str(data_dir), "--out", str(out)])
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["command"].startswith("python -m cvae_core.train --model mlp")

@@ -35,7 +35,7 @@ def pair_sizes(entries: list[ModelEntry]) -> list[int]:
 def latent_size(selected: ModelEntry, sizes: list[int]) -> int:
     """The compared latent size: the paper's at first, the sidebar's once a model is chosen there
     (each new choice once), or what was picked on this page since."""
-    chosen = st.session_state.get(sidebar.CHOSEN_KEY)
+    chosen = sidebar.chosen_model()
     if chosen is not None and chosen != st.session_state.get(FOLLOWED_KEY):
         st.session_state[FOLLOWED_KEY] = chosen
         if selected.latent_dim in sizes:
