@@ -88,7 +88,8 @@ def table_rows(found: Iterable[ArchiveItem], *, thumb_scale: int = THUMB_SCALE) 
 def label_rows(item: ArchiveItem) -> list[dict[str, Any]]:
     """Per digit: its probability and log-likelihood (empty for items saved before they were kept)."""
     probs = item.probs or (None,) * NUM_CLASSES
-    logliks = item.log_likelihoods or (None,) * len(probs)
+    # The digits' log-likelihoods come first; a model with a "not a digit" condition adds its own.
+    logliks = (item.log_likelihoods or (None,) * NUM_CLASSES)[:NUM_CLASSES]
     pairs = enumerate(zip(probs, logliks, strict=True))
     return [{"digit": d, "probability": p, "log-likelihood": v} for d, (p, v) in pairs]
 

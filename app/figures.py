@@ -67,9 +67,10 @@ def probability_bar(probs: np.ndarray, label: int, *, not_digit: float | None = 
         x=names, y=values, marker_color=colours,
         hovertemplate="%{x}: %{y:.1%}<extra></extra>",
     ))
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
-    fig.update_xaxes(title="label" + (" (none: not a digit)" if not_digit is not None else ""), type="category")
-    return _layout(fig, height=300, title="p(label | your digit), calibrated")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="calibrated probability")
+    fig.update_xaxes(title="label" + (" (none: not a digit)" if not_digit is not None else ""), type="category",
+                     dtick=1, tickangle=0)
+    return _layout(fig, height=300, title="p(label | your digit)")
 
 
 def latent_map(

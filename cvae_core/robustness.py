@@ -6,8 +6,9 @@
 
 1. **Calibration**, on the validation split the model was trained beside (never the test set):
    the importance samples K (the smallest within 0.1 % of the best accuracy), a temperature on the
-   scores (``cvae_core.calibration``) fitted on clean and distorted validation digits and, for a
-   model with a background condition, non-digits from the training generator under a fresh seed;
+   scores (``cvae_core.calibration``) fitted on validation digits like the training data (clean,
+   plus distorted copies for a model trained with ``--augment``) and, for a model with a
+   background condition, non-digits from the training generator under a fresh seed;
    the "not a digit" threshold keeps at least 99 % of clean validation digits. Stored in the
    checkpoint's ``recognition`` metadata, used by ``predict``, ``evaluate`` and the app.
 2. **The suite**, on the 10,000 test digits: every corruption of ``cvae_core.corruptions`` at each
@@ -90,14 +91,21 @@ def validation_split(data: MNIST, meta: dict[str, Any]) -> tuple[Tensor, Tensor]
     return val_x, val_y
 
 
-def calibrate(model: CVAE | DigitCNN, val_images: Tensor, val_labels: Tensor, *, seed: int = SEED) -> Calibration:
-    """Fit K, the temperature and the not-a-digit threshold on validation digits (uint8 (N, H, W))."""
+def calibrate(
+    model: CVAE | DigitCNN, val_images: Tensor, val_labels: Tensor, *, distorted: bool, seed: int = SEED
+) -> Calibration:
+    """Fit K, the temperature and the not-a-digit threshold on validation digits (uint8 (N, H, W)).
+
+    Calibration is fitted on data like the model's training data: clean digits, and with
+    ``distorted`` (a model trained with ``--augment``) as many distorted copies. One temperature
+    fitted on distortions a model never learnt would leave it underconfident on clean digits."""
     classes = model.config.num_classes
     gen = torch.Generator().manual_seed(seed + 7)
     clean = to_float(val_images)
-    distorted = augment(clean, Augment(), gen)
-    x = torch.cat([clean, distorted])
-    y = torch.cat([val_labels, val_labels])
+    x, y = clean, val_labels
+    if distorted:
+        x = torch.cat([clean, augment(clean, Augment(), gen)])
+        y = torch.cat([val_labels, val_labels])
     if model.config.background:
         others = nondigits.training_pool(len(val_labels) // 2, torch.Generator().manual_seed(seed + 11))
         x = torch.cat([x, others])
@@ -114,7 +122,7 @@ def calibrate(model: CVAE | DigitCNN, val_images: Tensor, val_labels: Tensor, *,
         threshold = max(0.5, float(torch.quantile(not_digit, DIGITS_KEPT)))
     return Calibration(
         temperature=temperature, k=k, not_digit_threshold=threshold,
-        fitted_on=f"{len(val_labels)} validation digits, clean and distorted"
+        fitted_on=f"{len(val_labels)} validation digits, " + ("clean and distorted" if distorted else "clean")
         + (f", and {len(x) - 2 * len(val_labels)} generated non-digits" if model.config.background else ""),
     )
 
@@ -243,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     data = load_mnist(args.data_dir)
     if args.recalibrate or not ckpt.meta.get("recognition"):
-        cal = calibrate(model, *validation_split(data, ckpt.meta))
+        trained_distorted = bool((ckpt.meta.get("train_config") or {}).get("augment"))
+        cal = calibrate(model, *validation_split(data, ckpt.meta), distorted=trained_distorted)
         if write:
             update_metadata(ckpt.path, {"recognition": {**cal.to_dict(), "command": command, "created": now_iso()}})
     else:

@@ -20,10 +20,12 @@ from tests.test_browser import (
     COMMITTED,
     IDLE,
     METRIC,
+    MODEL_PICKER,
     ONE,
     PHONE,
     READY,
     ROOT,
+    SLIDER,
     TIMEOUT_MS,
     VIEWPORT,
     open_page,
@@ -71,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         full_page(desktop, args.out / "draw.png", charts=1, viewport=VIEWPORT)
         for path, heading, charts in PAGES:
             open_page(desktop, url, path, heading)
+            if path == "latent":  # a 2-D model: the browser-side sliders and the clickable map
+                desktop.locator(MODEL_PICKER).click()
+                desktop.get_by_role("option", name="conv-2", exact=False).first.click()
+                desktop.wait_for_selector(SLIDER, state="attached")
             desktop.wait_for_function(IDLE)
             full_page(desktop, args.out / f"{path}.png", charts=charts, viewport=VIEWPORT)
 

@@ -131,12 +131,19 @@ def page(server):
 
 def stroke(page, points: list[tuple[float, float]]) -> None:
     """One mouse stroke through ``points`` given in canvas pixels (280x280)."""
-    box = page.locator(CANVAS).bounding_box()
+    canvas = page.locator(CANVAS)
+    canvas.wait_for(state="visible")  # after Clear, a fresh canvas is mounted
+    box = canvas.bounding_box()
     page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
     page.mouse.down()
     for x, y in points[1:]:
         page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
     page.mouse.up()
+
+
+def app_button(page, name: str):
+    """One of the page's own buttons (the canvas's hover toolbar has an "Undo" of its own)."""
+    return page.locator('[data-testid="stButton"]').get_by_role("button", name=name, exact=True)
 
 
 def recognised(page) -> str:
@@ -174,10 +181,10 @@ def test_draw_one_and_zero(page, server, models):
     # A second stroke, then Undo: the canvas shows the "1" alone again, and so does the answer.
     stroke(page, BAR)
     page.wait_for_function(IDLE)
-    page.get_by_role("button", name="Undo").click()
+    app_button(page, "Undo").click()
     expect(page.locator(METRIC)).to_have_text(one, timeout=TIMEOUT_MS)
 
-    page.get_by_role("button", name="Clear").click()
+    app_button(page, "Clear").click()
     page.wait_for_selector(METRIC, state="detached")
     stroke(page, ring())
     zero = recognised(page)
@@ -206,7 +213,7 @@ def test_phone_answer_on_the_first_screen_and_clear_by_touch(page, server, model
             assert answer == "1"
         box = phone.locator(METRIC).bounding_box()
         assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["viewport"]["height"], box
-        clear = phone.get_by_role("button", name="Clear")
+        clear = app_button(phone, "Clear")
         clear.tap()
         phone.wait_for_selector(METRIC, state="detached")
         assert clear.is_disabled()  # nothing left to clear: an empty canvas

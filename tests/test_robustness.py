@@ -117,7 +117,7 @@ def test_calibration_never_sees_a_test_image(monkeypatch, mnist):
     monkeypatch.setattr(robustness, "all_scores", spy)
     model = build_model(ModelConfig(arch="mlp", latent_dim=2, hidden=(16,), background=True))
     val_x, val_y = robustness.validation_split(mnist, {"train_config": {"val_size": 300, "seed": 0}})
-    cal = robustness.calibrate(model, val_x, val_y)
+    cal = robustness.calibrate(model, val_x, val_y, distorted=True)
     assert math.isfinite(cal.temperature) and cal.k in robustness.K_CHOICES and 0.5 <= cal.not_digit_threshold <= 1
     clean = seen[0][: len(val_y)]
     as_bytes = (clean[:, 0] * 255).round().to(torch.uint8).flatten(1).numpy()

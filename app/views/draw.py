@@ -73,7 +73,7 @@ def canvas_input() -> Any:
 
 def render() -> None:
     st.title("Draw & recognise")
-    left, right = st.columns([1, 1.8], gap="large")
+    left, right = st.columns([1, 1.3], gap="large")  # the left one fits the 280-pixel canvas beside the sidebar
     with left:
         mode = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True,
                                     key="draw_mode", persist_state="session", label_visibility="collapsed")
