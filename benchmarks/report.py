@@ -118,7 +118,7 @@ def verdicts(ckpts: list[Checkpoint]) -> str:
     out = []
     for d, group in by_latent(ckpts).items():
         if len(group) >= 2:
-            out.append(f"- latent {d}: {verdict([summary(c.info, name=c.name) for c in group])}.")
+            out.append(f"- latent {d}: {str(verdict([summary(c.info, name=c.name) for c in group])).rstrip('.')}.")
     return "\n".join(out)
 
 
@@ -269,7 +269,7 @@ def fig_robustness(ckpts: list[Checkpoint]) -> Any:
 
     models = recognition_tables.measured_models(ckpts)
     names = list(CORRUPTIONS)
-    labels = [n.replace("_", " ") + (" *" if CORRUPTIONS[n].held_out else "") for n in ["clean", *names]]
+    labels = ["clean", *(n.replace("_", " ") + (" *" if CORRUPTIONS[n].held_out else "") for n in names)]
     fig = go.Figure()
     for c in models:
         r = c.meta["robustness"]
