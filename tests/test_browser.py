@@ -179,9 +179,13 @@ def test_draw_one_and_zero(page, server, models):
     assert_no_error(page)
 
     # A second stroke, then Undo: the canvas shows the "1" alone again, and so does the answer.
+    seen = page.locator('[data-testid="stImage"]', has_text="What the model sees").locator("img")
+    alone = seen.get_attribute("src")
     stroke(page, BAR)
+    expect(seen).not_to_have_attribute("src", alone, timeout=TIMEOUT_MS)  # the server has the second stroke
     page.wait_for_function(IDLE)
     app_button(page, "Undo").click()
+    expect(seen).to_have_attribute("src", alone, timeout=TIMEOUT_MS)  # the same 28x28 input as before
     expect(page.locator(METRIC)).to_have_text(one, timeout=TIMEOUT_MS)
 
     app_button(page, "Clear").click()
