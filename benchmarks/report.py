@@ -164,6 +164,9 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
         sc = (results.get("sections") or {}).get("scaling")
         if sc:
             parts += ["Scaling:", "", tables.scaling_lines(sc), ""]
+        load = (results.get("sections") or {}).get("load")
+        if load and not load.get("quick"):
+            parts += ["A classroom on one server (`python -m benchmarks.load`):", "", *tables.load_lines(load), ""]
     parts.append(END)
     return "\n".join(parts)
 
