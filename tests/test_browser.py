@@ -22,13 +22,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from servers import wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -88,19 +87,7 @@ def running_app(checkpoints: Path, work: Path) -> Iterator[str]:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not become healthy:\n{log_path.read_text()}")
-            time.sleep(0.3)
+        wait_healthy(f"{url}/_stcore/health", process, log_path, name="streamlit", timeout_s=TIMEOUT_MS / 1000)
         yield url
     finally:
         process.terminate()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 from postgres import PostgresMissing, running_postgres
+from servers import wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -106,19 +107,7 @@ def replica(name: str, *, archive_url: str, checkpoints: Path, work: Path) -> It
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{name} exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not become healthy:\n{log_path.read_text()}")
-            time.sleep(0.3)
+        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", process, log_path, name=name, timeout_s=TIMEOUT_S)
         yield f"127.0.0.1:{port}"
     finally:
         stop(process)
@@ -153,19 +142,7 @@ http {{
                                    stdout=out, stderr=err)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"nginx exited with {process.returncode}:\n{errors.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nginx did not answer:\n{errors.read_text()}")
-            time.sleep(0.2)
+        wait_healthy(f"{url}/_stcore/health", process, errors, name="nginx", timeout_s=30, poll_s=0.2)
         yield url, access
     finally:
         stop(process)
