@@ -18,7 +18,10 @@ class ModelConfig:
     """Architecture of one CVAE.
 
     ``hidden`` is used by the MLP (encoder widths, mirrored by the decoder);
-    ``channels`` by the convolutional model (first and second conv layer).
+    ``channels``, ``kernel`` and ``dense`` by the convolutional model: the two conv layers' widths,
+    their kernel size, and an optional fully connected layer between the conv stack and the latent
+    heads (mirrored in the decoder). The paper's model is (16, 8), 3, no dense layer; the
+    recogniser with capacity follows DeepBayes' GFZ (64 channels, 5x5 kernels, 500 units).
     """
 
     arch: str = "conv"
@@ -27,6 +30,8 @@ class ModelConfig:
     image_size: int = IMAGE_SIZE
     hidden: tuple[int, ...] = (512, 512)
     channels: tuple[int, int] = (16, 8)
+    kernel: int = 3  # conv kernel size (odd, so "same" padding keeps 28 -> 14 -> 7)
+    dense: int = 0  # conv only: width of a dense layer after the conv stack (0: the paper's, none)
     background: bool = False  # one extra condition, "not a digit", trained on generated non-digits
 
     def __post_init__(self) -> None:
@@ -34,6 +39,10 @@ class ModelConfig:
             raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
         if self.image_size % 4:
             raise ValueError("image_size must be divisible by 4 (two 2x poolings)")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be a positive odd number, got {self.kernel}")
+        if self.dense < 0:
+            raise ValueError(f"dense must be 0 (none) or a width, got {self.dense}")
         # JSON round trips turn tuples into lists; keep the dataclass hashable and comparable.
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -76,6 +85,7 @@ class TrainConfig:
     augment: bool = False  # random distortions of every batch (cvae_core.augment)
     denoise: bool = False  # reconstruct the clean image from the distorted one (Im et al., 2017)
     background_fraction: float = 0.25  # non-digits per digit in a batch, when the model has a background
+    letters: bool = False  # the non-digits include letters (training fonts and pen styles only)
     eval_size: int | None = None  # test images evaluated after each epoch (None: all 10,000)
 
     def to_dict(self) -> dict[str, Any]:

@@ -106,27 +106,40 @@ class CVAE(nn.Module):
 
 
 class ConvCVAE(CVAE):
-    """The paper's convolutional CVAE (Conv 16 -> pool -> Conv 8 -> pool; mirrored decoder)."""
+    """The paper's convolutional CVAE (Conv 16 -> pool -> Conv 8 -> pool; mirrored decoder).
+
+    With ``config.dense`` a fully connected layer sits between the conv stack and the latent heads,
+    and mirrored between ``z`` and the decoder's convolutions (DeepBayes' GFZ recogniser)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         c1, c2 = config.channels
+        k, pad = config.kernel, config.kernel // 2
         side = config.image_size // 4  # two 2x poolings: 28 -> 14 -> 7
         self.bottleneck = (c2, side, side)
-        self.feature_dim = c2 * side * side  # 8 * 7 * 7 = 392 with the paper's sizes
-        self.encoder_body = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+        conv_features = c2 * side * side  # 8 * 7 * 7 = 392 with the paper's sizes
+        self.feature_dim = config.dense or conv_features
+        body: list[nn.Module] = [
+            nn.Conv2d(1, c1, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7)
             nn.Flatten(),  # (B, c2 * 7 * 7)
-        )
+        ]
+        if config.dense:
+            body += [nn.Linear(conv_features, config.dense), nn.ReLU()]  # (B, dense)
+        self.encoder_body = nn.Sequential(*body)
         self._build_heads()
-        self.decoder_input = nn.Linear(config.latent_dim + config.num_conditions, self.feature_dim)
+        z_in = config.latent_dim + config.num_conditions
+        if config.dense:
+            self.decoder_input = nn.Sequential(
+                nn.Linear(z_in, config.dense), nn.ReLU(), nn.Linear(config.dense, conv_features))
+        else:
+            self.decoder_input = nn.Linear(z_in, conv_features)
         self.decoder_body = nn.Sequential(
-            nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(),  # (B, c2, 7, 7)
+            nn.Conv2d(c2, c2, k, padding=pad), nn.ReLU(),  # (B, c2, 7, 7)
             nn.Upsample(scale_factor=2),  # (B, c2, 14, 14)
-            nn.Conv2d(c2, c1, 3, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.Conv2d(c2, c1, k, padding=pad), nn.ReLU(),  # (B, c1, 14, 14)
             nn.Upsample(scale_factor=2),  # (B, c1, 28, 28)
-            nn.Conv2d(c1, 1, 3, padding=1),  # (B, 1, 28, 28) logits
+            nn.Conv2d(c1, 1, k, padding=pad),  # (B, 1, 28, 28) logits
         )
 
     def features(self, x: Tensor, onehot: Tensor) -> Tensor:

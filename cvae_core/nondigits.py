@@ -32,6 +32,14 @@ FONTS = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
     "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono.ttf", "DejaVuSansCondensed.ttf",
 )
+# Fonts for the letters training may see (``--letters``): the other installed DejaVu faces. The
+# evaluation's ``FONTS`` never reach training (tests/test_nondigits.py spies on it).
+TRAIN_FONTS = (
+    "DejaVuSans-BoldOblique.ttf", "DejaVuSans-ExtraLight.ttf", "DejaVuSansCondensed-Bold.ttf",
+    "DejaVuSansCondensed-Oblique.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSerif-BoldItalic.ttf", "DejaVuSerifCondensed.ttf", "DejaVuSerifCondensed-Bold.ttf",
+    "DejaVuSerifCondensed-Italic.ttf",
+)
 DIGIT_LIKE = "OolISsZzBgq"
 OTHER_LETTERS = "AabCcdEeFfGhHijJkKLmMnNpPQrRtTuUvVwWxXyY"
 
@@ -57,6 +65,25 @@ STROKE_LETTERS: dict[str, list[list[tuple[float, float]]]] = {
     "m": [[(0, 1), (0, 0.4)], [(0, 0.5), (0.25, 0.35), (0.5, 0.5), (0.5, 1)], [(0.5, 0.5), (0.75, 0.35), (1, 0.5), (1, 1)]],
     "w": [[(0, 0.3), (0.25, 1), (0.5, 0.5), (0.75, 1), (1, 0.3)]],
     "x": [[(0, 0.3), (1, 1)], [(1, 0.3), (0, 1)]],
+}
+
+# Training's pen letters: other letters, drawn as smooth curves through their key points (the
+# evaluation's are straight polylines of other skeletons). Digit-like letters are in neither.
+TRAIN_STROKE_LETTERS: dict[str, list[list[tuple[float, float]]]] = {
+    "C": [[(1, 0.15), (0.6, 0), (0.1, 0.2), (0, 0.5), (0.1, 0.8), (0.6, 1), (1, 0.85)]],
+    "D": [[(0, 0), (0, 1)], [(0, 0), (0.6, 0.05), (1, 0.5), (0.6, 0.95), (0, 1)]],
+    "G": [[(1, 0.15), (0.5, 0), (0, 0.5), (0.5, 1), (1, 0.8), (1, 0.55), (0.6, 0.55)]],
+    "L": [[(0, 0), (0, 1), (0.9, 1)]],
+    "a": [[(0.9, 0.45), (0.5, 0.3), (0.05, 0.65), (0.5, 1), (0.9, 0.7)], [(0.9, 0.3), (0.9, 1)]],
+    "e": [[(0.05, 0.65), (0.95, 0.6), (0.5, 0.3), (0.05, 0.65), (0.5, 1), (0.95, 0.9)]],
+    "n": [[(0, 0.3), (0, 1)], [(0, 0.5), (0.5, 0.3), (0.95, 0.5), (0.95, 1)]],
+    "r": [[(0, 0.3), (0, 1)], [(0, 0.55), (0.4, 0.3), (0.9, 0.35)]],
+    "u": [[(0, 0.3), (0.05, 0.9), (0.5, 1), (0.95, 0.8)], [(0.95, 0.3), (0.95, 1)]],
+    "v": [[(0, 0.3), (0.5, 1), (1, 0.3)]],
+    "f": [[(0.9, 0.05), (0.5, 0), (0.35, 0.25), (0.35, 1)], [(0.05, 0.4), (0.75, 0.4)]],
+    "c": [[(0.9, 0.4), (0.5, 0.3), (0.05, 0.65), (0.5, 1), (0.9, 0.9)]],
+    "d": [[(0.9, 0), (0.9, 1)], [(0.9, 0.6), (0.5, 0.3), (0.05, 0.65), (0.5, 1), (0.9, 0.8)]],
+    "y": [[(0, 0.3), (0.5, 0.7)], [(1, 0.3), (0.5, 0.7), (0.2, 1.1)]],
 }
 
 
@@ -184,12 +211,32 @@ def textures(n: int, gen: torch.Generator) -> Tensor:
 
 
 TRAINING_FAMILIES = {"scribbles": scribbles, "zigzags": zigzags, "shapes": shapes, "textures": textures}
+LETTER_SHARE = 0.35  # of a training pool with letters: half typeset, half drawn
 
 
-def training_pool(n: int, gen: torch.Generator, *, chunk: int = 512) -> Tensor:
+def training_pool(n: int, gen: torch.Generator, *, chunk: int = 512, letters: bool = False) -> Tensor:
     """``n`` non-digit images (N, 1, 28, 28) from the training families, made once per training run
-    (drawing them costs about 1 ms each); training samples and distorts them batch by batch."""
-    return torch.cat([training_batch(min(chunk, n - i), gen) for i in range(0, n, chunk)])
+    (drawing them costs about 1 ms each); training samples and distorts them batch by batch.
+    With ``letters`` a share of them are letters in the training fonts and pen styles, put through
+    the app's preprocessing like an upload (``training_letters``)."""
+    n_letters = round(LETTER_SHARE * n) if letters else 0
+    rest = n - n_letters
+    pool = [training_batch(min(chunk, rest - i), gen) for i in range(0, rest, chunk)]
+    if n_letters:
+        pool.append(training_letters(n_letters, gen))
+    return torch.cat(pool)
+
+
+def training_letters(n: int, gen: torch.Generator) -> Tensor:
+    """``n`` letters (N, 1, 28, 28), not digit-like: half typeset in ``TRAIN_FONTS``, half drawn in
+    the ``TRAIN_STROKE_LETTERS`` style; slanted, turned and wobbled, then through the app's preprocessing."""
+    letters = "".join(ch for ch in OTHER_LETTERS + OTHER_LETTERS.lower() if ch not in DIGIT_LIKE + "b")  # b: a 6
+    typed = _typeset(letters, TRAIN_FONTS, n // 2, gen)
+    drawn = _pen_letters(TRAIN_STROKE_LETTERS, n - n // 2, gen, smooth=True)
+    images, _ = _prepared(torch.cat([typed, drawn]))
+    while len(images) < n:  # the preprocessing refuses a picture only when it finds no ink: pad by repeating
+        images = torch.cat([images, images[: n - len(images)]])
+    return images[torch.randperm(len(images), generator=gen)[:n]]
 
 
 def training_batch(n: int, gen: torch.Generator) -> Tensor:
@@ -228,8 +275,26 @@ def _prepared(pictures: Tensor) -> tuple[Tensor, int]:
     return (torch.stack(kept) if kept else torch.empty(0, 1, IMAGE_SIZE, IMAGE_SIZE)), refused
 
 
+def _typeset(letters: str, fonts: tuple[str, ...], n: int, gen: torch.Generator, *, side: int = 96) -> Tensor:
+    """``n`` letters drawn at random from ``letters``, each in a random one of ``fonts``, distorted."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    paths = [FONT_DIR / f for f in fonts if (FONT_DIR / f).exists()]
+    if not paths:
+        raise FileNotFoundError(f"no DejaVu fonts in {FONT_DIR} (Debian package fonts-dejavu-core)")
+    faces = [ImageFont.truetype(str(p), size=int(side * 0.6)) for p in paths]
+    pictures = []
+    for _ in range(n):
+        letter = letters[int(torch.randint(0, len(letters), (1,), generator=gen))]
+        face = faces[int(torch.randint(0, len(faces), (1,), generator=gen))]
+        img = Image.new("L", (side, side), 0)
+        ImageDraw.Draw(img).text((side / 2, side / 2), letter, fill=255, font=face, anchor="mm")
+        pictures.append(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0))
+    return _distort(torch.stack(pictures).unsqueeze(1), gen)
+
+
 def typeset_letters(letters: str, per_letter: int, gen: torch.Generator, *, side: int = 96) -> Tensor:
-    """Each letter in every font, ``per_letter`` distorted copies in all: (N, 1, side, side) pictures."""
+    """Each letter in every evaluation font, ``per_letter`` distorted copies in all: (N, 1, side, side) pictures."""
     from PIL import Image, ImageDraw, ImageFont
 
     fonts = [FONT_DIR / f for f in FONTS if (FONT_DIR / f).exists()]
@@ -245,22 +310,42 @@ def typeset_letters(letters: str, per_letter: int, gen: torch.Generator, *, side
     return _distort(torch.stack(pictures).unsqueeze(1), gen)
 
 
-def stroke_letters(per_letter: int, gen: torch.Generator, *, side: int = 96) -> Tensor:
-    """Capital and small letters drawn as pen strokes with a jittered hand: (N, 1, side, side)."""
+def _pen_letters(
+    skeletons: dict[str, list[list[tuple[float, float]]]], n: int, gen: torch.Generator, *, side: int = 96,
+    smooth: bool = False,
+) -> Tensor:
+    """``n`` letters from ``skeletons`` (in blocks, letter by letter) drawn with a jittered hand: (N, 1, side, side).
+    ``smooth`` draws each stroke as a curve through its points (a Catmull-Rom spline), else straight."""
     pictures = []
-    for strokes in STROKE_LETTERS.values():
-        for _ in range(per_letter):
-            pts = []
-            for stroke in strokes:
-                verts = torch.tensor(stroke, dtype=torch.float32)
-                verts = verts + 0.04 * torch.randn(verts.shape, generator=gen)
-                pts.append(_polyline(verts, 80))
-            p = torch.cat(pts)
-            box = 0.5 + 0.15 * torch.rand(2, generator=gen)  # letter width and height, share of the picture
-            p = side * (0.5 - box / 2 + p * box)
-            width = torch.tensor([side * (0.05 + 0.04 * float(torch.rand(1, generator=gen)))])
-            pictures.append(render_points(p.unsqueeze(0), width, side)[0])
+    shapes_ = list(skeletons.values())
+    for i in range(n):
+        pts = []
+        for stroke in shapes_[i * len(shapes_) // n]:
+            verts = torch.tensor(stroke, dtype=torch.float32)
+            verts = verts + 0.04 * torch.randn(verts.shape, generator=gen)
+            pts.append(_spline(verts, 80) if smooth and len(verts) > 2 else _polyline(verts, 80))
+        p = torch.cat(pts)
+        box = 0.5 + 0.15 * torch.rand(2, generator=gen)  # letter width and height, share of the picture
+        p = side * (0.5 - box / 2 + p * box)
+        width = torch.tensor([side * (0.05 + 0.04 * float(torch.rand(1, generator=gen)))])
+        pictures.append(render_points(p.unsqueeze(0), width, side)[0])
     return _distort(torch.stack(pictures), gen)
+
+
+def _spline(verts: Tensor, samples: int) -> Tensor:
+    """(V, 2) key points -> (samples, 2) points on the Catmull-Rom curve through them."""
+    padded = torch.cat([verts[:1], verts, verts[-1:]])
+    segments = len(verts) - 1
+    t = torch.linspace(0, segments, samples).clamp(max=segments - 1e-6)
+    i = t.floor().long()
+    u = (t - i).unsqueeze(1)
+    p0, p1, p2, p3 = padded[i], padded[i + 1], padded[i + 2], padded[i + 3]
+    return 0.5 * (2 * p1 + (p2 - p0) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2 + (3 * p1 - p0 - 3 * p2 + p3) * u**3)
+
+
+def stroke_letters(per_letter: int, gen: torch.Generator, *, side: int = 96) -> Tensor:
+    """The evaluation's pen letters: capital and small letters as straight strokes (N, 1, side, side)."""
+    return _pen_letters(STROKE_LETTERS, per_letter * len(STROKE_LETTERS), gen, side=side)
 
 
 def ood_set(*, seed: int = 1234, per_letter: int = 8, per_family: int = 300) -> dict[str, dict]:

@@ -5,8 +5,12 @@
 
 The data folder comes from ``--data-dir`` or ``$CVAE_DATA_DIR`` (else MNIST is downloaded).
 Each epoch logs train / validation / test loss (total, reconstruction, KL; nats per image).
-The weights with the best validation loss are kept; Ctrl-C stops training and still writes
-the best checkpoint so far, never a half-written file.
+The weights with the best validation loss are kept; Ctrl-C (or SIGTERM) stops training and still
+writes the best checkpoint so far, never a half-written file. After every epoch the whole training
+state (weights, optimiser, schedule, random number generators, history, best so far) is saved
+beside the checkpoint as ``OUT.resume.pt``, so an interrupted run continues where it stopped:
+
+    python -m cvae_core.train --resume checkpoints/conv-64-recogniser   # same result as one sitting
 """
 
 from __future__ import annotations
@@ -210,10 +214,15 @@ def fit(
     device: torch.device,
     init: str | Path | None = None,
     role: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train (from scratch, or from the weights of checkpoint ``init``), keep the best-by-validation
     weights, write the checkpoint; returns its metadata. A ``KeyboardInterrupt`` (Ctrl-C, or
-    SIGTERM as ``main`` arranges it) ends training early and still writes the best weights so far."""
+    SIGTERM as ``main`` arranges it) ends training early and still writes the best weights so far.
+
+    After each epoch the training state goes to ``resume_path(out)``; with ``resume`` training
+    continues from it after its last completed epoch, with the same result as an uninterrupted
+    run. The state file is removed when the run completes."""
     set_seed(cfg.seed)
     (train_x, train_y), (val_x, val_y) = data.split(cfg.val_size, seed=cfg.seed)
     if cfg.subset:
@@ -239,7 +248,7 @@ def fit(
         lambda s: lr_factor(s, total=total, warmup=int(cfg.warmup_epochs * steps_per_epoch), floor=cfg.min_lr / cfg.lr),
     )
     gen = torch.Generator().manual_seed(cfg.seed)
-    pool = nondigits.training_pool(NONDIGIT_POOL, gen) if model_config.background else None
+    pool = nondigits.training_pool(NONDIGIT_POOL, gen, letters=cfg.letters) if model_config.background else None
     meta: dict[str, Any] = {
         "command": command,
         "train_config": cfg.to_dict(),
@@ -254,12 +263,31 @@ def fit(
         "init": init_meta,
         **({"role": role} if role else {}),
     }
-    best_val, best_state, step = math.inf, None, 0
+    best_val, best_state, step, first_epoch = math.inf, None, 0, 1
     start = time.perf_counter()
+    state_file = resume_path(out)
+    if resume:
+        saved = load_training_state(state_file)
+        if saved["command_args"] != meta["train_config"] or saved["model_config"] != model_config.to_dict():
+            raise TrainingError(f"{state_file} was made by another configuration; run its own command with --resume")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        np.random.set_state(saved["numpy_rng"])
+        random.setstate(saved["python_rng"])
+        best_val, best_state, step = saved["best_val"], saved["best_state"], saved["step"]
+        first_epoch = saved["epoch"] + 1
+        meta.update(saved["meta"], command=command)
+        meta.pop("interrupted", None)
+        meta["resumed"] = meta.get("resumed", 0) + 1
+        start -= saved["meta"].get("training_seconds", 0.0)
+        print(f"resuming {out.name} after epoch {saved['epoch']}", file=sys.stderr)
     print(f"{out.name}: {model_config.arch}, latent {model_config.latent_dim}, {meta['num_params']:,} parameters, "
           f"{len(train_y):,} training images, device {device}", file=sys.stderr)
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             train_m, step = train_one_epoch(
                 model, optimizer, scheduler, train_x, train_y, cfg=cfg, step=step,
@@ -283,16 +311,48 @@ def fit(
                 best_val, meta["best_epoch"] = score, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 write(model, best_state, meta, data, out, start=start, device=device)
+            meta["training_seconds"] = round(time.perf_counter() - start, 1)
+            save_training_state(state_file, {
+                "epoch": epoch, "step": step, "best_val": best_val, "best_state": best_state,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate(), "meta": meta, "command_args": meta["train_config"],
+                "model_config": model_config.to_dict(),
+            })
             parts = "".join(f"  {k} {v:.4g}" for k, v in test_m.items() if k != "loss")
             print(f"epoch {epoch:3d}  train {train_m['loss']:.3f}  val {val_m['loss']:.3f}  test {test_m['loss']:.3f}"
                   f"{parts}  {epoch_seconds:.1f}s{'  *' if improved else ''}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         meta["interrupted"] = True
-        print("interrupted: writing the best checkpoint so far", file=sys.stderr)
+        print(f"interrupted: writing the best checkpoint so far; continue with --resume {out}", file=sys.stderr)
     if best_state is None:
         raise TrainingError("no epoch finished; nothing to save")
     write(model, best_state, meta, data, out, start=start, device=device)
+    if not meta.get("interrupted"):
+        state_file.unlink(missing_ok=True)
     return meta
+
+
+def resume_path(out: Path) -> Path:
+    """Where the training state of the run writing checkpoint ``out`` is kept between epochs."""
+    return out.with_name(out.name + ".resume.pt")
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the state whole under a temporary name, then rename: a crash leaves the previous one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise TrainingError(f"nothing to resume: {path} does not exist (the run finished, or never completed an epoch)")
+    try:
+        # Our own file: optimiser and RNG states hold numpy arrays and tuples, so not weights_only.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 -- a truncated or foreign file: say which
+        raise TrainingError(f"cannot read the training state {path}: {e}") from None
 
 
 def write(
@@ -323,6 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latent-dim", type=int, default=2)
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP widths (default 512 512); cnn: dense width")
     p.add_argument("--channels", type=int, nargs=2, default=None, help="conv channels (default 16 8)")
+    p.add_argument("--kernel", type=int, default=ModelConfig.kernel, help="conv kernel size (default 3)")
+    p.add_argument("--dense", type=int, default=ModelConfig.dense,
+                   help="conv: a dense layer of this width after the conv stack, mirrored (default 0: none)")
     p.add_argument("--background", action="store_true",
                    help='add a "not a digit" condition trained on generated non-digits (cvae_core.nondigits)')
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -340,11 +403,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--denoise", action="store_true", help="reconstruct the clean digit from the distorted one")
     p.add_argument("--background-fraction", type=float, default=TrainConfig.background_fraction,
                    help="non-digits per digit in each batch (with --background)")
+    p.add_argument("--letters", action="store_true",
+                   help="with --background: letters among the non-digits (training fonts and pen styles; "
+                        "the evaluation's stay held out)")
     p.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (else $CVAE_DATA_DIR)")
     p.add_argument("--out", default=None, help="checkpoint path without suffix (default $CVAE_CHECKPOINT_DIR/ARCH-LATENT)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
     p.add_argument("--init", default=None, help="start from the weights of this checkpoint (same model config)")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue the interrupted run that writes checkpoint RUN, with its own settings "
+                        "(only --threads and --device may be given again)")
     p.add_argument("--role", choices=["paper", "recogniser", "reference", "variant"], default=None,
                    help="what the model is for, recorded in its metadata (the app groups models by it)")
     p.add_argument("--disc-weight", type=float, default=0.0,
@@ -354,7 +423,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--disc-temperature", type=float, default=TrainConfig.disc_temperature,
                    help="temperature of the class posterior in the discriminative term")
     args = p.parse_args(argv)
-
+    given = list(sys.argv[1:] if argv is None else argv)
+    if args.resume:
+        saved = load_training_state(resume_path(Path(args.resume)))
+        original = shlex.split(saved["meta"]["command"])[3:]  # after "python -m cvae_core.train"
+        extra = [a for a in given if a.split("=")[0] not in ("--resume", "--threads", "--device")]
+        if any(a.startswith("--") for a in extra):
+            p.error("--resume takes the run's own settings; only --threads and --device may be given with it")
+        keep = {k: v for k, v in (("--threads", args.threads), ("--device", args.device)) if v is not None}
+        run = args.resume
+        args = p.parse_args(original + [str(x) for kv in keep.items() for x in kv])
+        args.resume, args.out, given = True, run, original
     defaults = ModelConfig()
     hidden = tuple(args.hidden) if args.hidden else ((128,) if args.model == "cnn" else defaults.hidden)
     model_config = ModelConfig(
@@ -362,6 +441,8 @@ def main(argv: list[str] | None = None) -> None:
         latent_dim=args.latent_dim,
         hidden=hidden,
         channels=tuple(args.channels) if args.channels else defaults.channels,
+        kernel=args.kernel,
+        dense=args.dense,
         background=args.background,
     )
     cfg = TrainConfig(
@@ -370,12 +451,12 @@ def main(argv: list[str] | None = None) -> None:
         val_size=args.val_size, subset=args.subset, seed=args.seed,
         disc_weight=args.disc_weight, disc_fraction=args.disc_fraction, disc_temperature=args.disc_temperature,
         augment=args.augment,
-        denoise=args.denoise, background_fraction=args.background_fraction, eval_size=args.eval_size,
+        denoise=args.denoise, background_fraction=args.background_fraction, letters=args.letters, eval_size=args.eval_size,
     )
     out = Path(args.out) if args.out else checkpoint_dir() / f"{args.model}-{args.latent_dim}"
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     data = load_mnist(args.data_dir)
-    command = shlex.join(["python", "-m", "cvae_core.train", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "cvae_core.train", *given])
     # Stop cleanly on Ctrl-C or SIGTERM, also when started in the background (where a shell
     # leaves SIGINT ignored): fit() then writes the best checkpoint so far.
     in_main = threading.current_thread() is threading.main_thread()
@@ -384,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device), init=args.init,
-               role=args.role)
+               role=args.role, resume=bool(args.resume))
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous_term)
