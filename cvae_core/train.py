@@ -351,7 +351,7 @@ def load_training_state(path: Path) -> dict[str, Any]:
     try:
         # Our own file: optimiser and RNG states hold numpy arrays and tuples, so not weights_only.
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 -- a truncated or foreign file: say which
+    except Exception as e:  # a truncated or foreign file: say which
         raise TrainingError(f"cannot read the training state {path}: {e}") from None
 
 
