@@ -12,11 +12,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -66,7 +70,7 @@ def parse_idx(raw: bytes, where: str | Path) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{where}: header is truncated")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python integers: a hostile header cannot wrap around
     if len(raw) != expected:
         raise DataError(
             f"{where}: header promises {shape} ({expected} bytes) but the file has {len(raw)} bytes; "
@@ -212,7 +216,7 @@ def _idx_member(raw: bytes, where: str) -> np.ndarray:
     if where.endswith(".gz"):
         try:
             raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(LABELLED_MAX_BYTES + 1)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{where}: cannot read ({e}); the file is damaged or not gzip") from e
         if len(raw) > LABELLED_MAX_BYTES:
             raise DataError(f"{where}: larger than the {LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
@@ -236,11 +240,53 @@ def _read_bounded(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read(LABELLED_MAX_BYTES + 1)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); the file is damaged or not gzip") from e
     if len(raw) > LABELLED_MAX_BYTES:
         raise DataError(f"{path}: larger than the {LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
     return parse_idx(raw, path)
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def _readable(info: zipfile.ZipInfo, where: Path) -> None:
+    """Refuse a member that zipfile cannot read, in one sentence: encrypted, or an unknown method."""
+    if info.flag_bits & 0x1:
+        raise DataError(f"{where}: {info.filename} is encrypted; export the labelled set again without a password")
+    if info.compress_type not in _ZIP_METHODS:
+        raise DataError(f"{where}: {info.filename} uses compression method {info.compress_type}, which cannot be "
+                        "read; store it plain or with deflate")
+
+
+def _npy_member(member: IO[bytes], name: str, size: int, where: Path) -> np.ndarray:
+    """One ``.npy`` of a ZIP member of ``size`` bytes, its header checked against that size before
+    any array is allocated (``np.load`` would allocate what the header declares, e.g. 730 GiB)."""
+    try:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(member)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as e:
+        raise DataError(f"{where}: its '{name}' array cannot be read ({_one_line(e)})") from None
+    if any(n < 0 for n in shape):
+        raise DataError(f"{where}: its '{name}' array cannot be read: its header declares shape {shape}")
+    if dtype.hasobject:
+        raise DataError(f"{where}: its '{name}' array cannot be read: it holds Python objects, which are never loaded")
+    declared = math.prod(shape) * dtype.itemsize
+    header = member.tell()
+    if declared != size - header:
+        raise DataError(f"{where}: its '{name}' array declares shape {shape} of {dtype} ({declared:,} bytes) "
+                        f"but holds {size - header:,} bytes")
+    data = bytearray(declared)  # at most the member's declared size, itself checked against the limit
+    got = member.readinto(data)
+    if got != declared or member.read(1):
+        raise DataError(f"{where}: its '{name}' array does not hold the {declared:,} bytes its header declares")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _read_zip(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -260,24 +306,25 @@ def _read_zip(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if declared > LABELLED_MAX_BYTES:
                 raise DataError(f"{path}: {declared / 2**20:.0f} MB uncompressed, more than the "
                                 f"{LABELLED_MAX_BYTES // 2**20} MB a labelled set may have")
-            raw = {}
+            raw: dict[str, bytes | np.ndarray] = {}
             for name, key in wanted.items():
-                with zf.open(name) as member:  # read no more than allowed, whatever the header claims
-                    raw[key] = member.read(LABELLED_MAX_BYTES + 1)
-                if len(raw[key]) > LABELLED_MAX_BYTES:
+                _readable(members[name], path)
+                try:
+                    with zf.open(name) as member:  # read no more than allowed, whatever the header claims
+                        raw[key] = (_npy_member(member, key, members[name].file_size, path) if npz
+                                    else member.read(LABELLED_MAX_BYTES + 1))
+                except DataError:
+                    raise
+                except (zlib.error, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as e:
+                    raise DataError(f"{path}: {name} is damaged ({_one_line(e)})") from None
+                if not npz and len(raw[key]) > LABELLED_MAX_BYTES:
                     raise DataError(f"{path}: {name} is larger than the {LABELLED_MAX_BYTES // 2**20} MB "
                                     "a labelled set may have")
     except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as e:
-        raise DataError(f"{path}: cannot read it as a {'.npz' if npz else 'ZIP'} file ({e})") from e
-    if not npz:
-        return (_idx_member(raw["images"], f"{path}:{images}"), _idx_member(raw["labels"], f"{path}:{labels}"))
-    arrays = []
-    for key in ("images", "labels"):
-        try:
-            arrays.append(np.load(io.BytesIO(raw[key]), allow_pickle=False))
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: its '{key}' array cannot be read ({e})") from e
-    return arrays[0], arrays[1]
+        raise DataError(f"{path}: cannot read it as a {'.npz' if npz else 'ZIP'} file ({_one_line(e)})") from None
+    if npz:
+        return raw["images"], raw["labels"]
+    return (_idx_member(raw["images"], f"{path}:{images}"), _idx_member(raw["labels"], f"{path}:{labels}"))
 
 
 def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
