@@ -8,7 +8,9 @@ access log says which replica served what); a real Chromium (Playwright) then op
 nginx in two browser contexts carrying those cookies, draws a 0 and saves it through the first
 replica, and finds the item on the Archive page through the second. The access log must show
 every request of each browser, its websocket included, answered by its own replica. A browser
-without the cookie gets a fresh one from nginx. Everything is stopped at the end.
+without the cookie gets a fresh one from nginx, and so does one whose cookie is not a 32-hex id
+(quotes, control bytes, 8 KB: checked against nginx alone, in front of a stand-in replica).
+Everything is stopped at the end.
 
 Skips when nginx, PostgreSQL, Chromium or the PostgreSQL driver is missing; under ``CI=true`` that
 fails instead (``make test`` installs the Debian packages).
@@ -16,6 +18,7 @@ fails instead (``make test`` installs the Debian packages).
 
 from __future__ import annotations
 
+import http.server
 import math
 import os
 import re
@@ -24,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -192,7 +196,7 @@ def routes_to_each_replica(stack: dict) -> dict[str, str]:
     """replica -> a routing cookie value that nginx sends there, found with cheap health requests."""
     found: dict[str, str] = {}
     for i in range(MAX_ROUTES):
-        route = f"test-{i}"
+        route = f"{i:032x}"  # the form nginx issues (and the only one it keeps)
         request = urllib.request.Request(f"{stack['url']}/_stcore/health", headers={"Cookie": f"{ROUTE_COOKIE}={route}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
@@ -246,6 +250,83 @@ def test_a_new_browser_gets_a_routing_cookie(stack):
     assert len(ours) == 1, cookies
     route = re.fullmatch(rf"{ROUTE_COOKIE}=([0-9a-f]{{32}}); Path=/; HttpOnly; SameSite=Lax", ours[0])[1]
     assert len({r["replica"] for r in requests_by_route(stack["access"])[route]}) == 1
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    """A stand-in replica for the proxy-only tests: every path answers 200 "ok"."""
+
+    def do_GET(self) -> None:  # the name http.server calls
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def bare_proxy() -> Iterator[str]:
+    """deploy/nginx.conf in front of one stand-in replica (no app, no database); yields its URL."""
+    if not Path(NGINX).exists():
+        missing("nginx not found")
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cvae-proxy-") as tmp:
+            Path(tmp).chmod(0o755)
+            with proxy([f"127.0.0.1:{upstream.server_address[1]}"], Path(tmp)) as (url, _):
+                yield url
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def raw_get(url: str, cookie: bytes) -> tuple[int, list[bytes]]:
+    """GET /_stcore/health with a ``Cookie`` header sent byte for byte (urllib refuses control bytes);
+    the status and the ``Set-Cookie`` values of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"GET /_stcore/health HTTP/1.1\r\nHost: " + host.encode() + b"\r\nCookie: " + cookie
+                     + b"\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    status = int(head[0].split()[1])
+    return status, [line.split(b":", 1)[1].strip() for line in head[1:] if line.lower().startswith(b"set-cookie:")]
+
+
+HOSTILE_ROUTES = {
+    "quotes": b'"; Domain=evil.example; x="',
+    "control-bytes": b"abc\x01\x7fdef",
+    "8-kb": b"a" * 8192,
+    "31-hex": b"0" * 31,
+    "33-hex": b"0" * 33,
+    "upper-hex": b"A" * 32,
+}
+
+
+@pytest.mark.parametrize("value", HOSTILE_ROUTES.values(), ids=HOSTILE_ROUTES.keys())
+def test_a_hostile_routing_cookie_is_never_echoed(bare_proxy, value):
+    """Only a 32-hex routing key (what nginx issues) is kept; any other value gets a fresh one."""
+    status, cookies = raw_get(bare_proxy, f"{ROUTE_COOKIE}=".encode() + value)
+    if status == 400:  # nginx refused the header itself: nothing echoed either
+        assert not cookies
+        return
+    assert status == 200
+    assert len(cookies) == 1, cookies
+    issued = re.fullmatch(rb"cvae_replica=([0-9a-f]{32}); Path=/; HttpOnly; SameSite=Lax", cookies[0])
+    assert issued is not None, cookies[0][:200]
+    assert issued[1] != value[:32]
+
+
+def test_a_well_formed_routing_cookie_is_kept(bare_proxy):
+    route = b"0123456789abcdef0123456789abcdef"
+    status, cookies = raw_get(bare_proxy, f"{ROUTE_COOKIE}=".encode() + route)
+    assert status == 200
+    assert cookies == [b"cvae_replica=" + route + b"; Path=/; HttpOnly; SameSite=Lax"]
 
 
 def test_saved_through_one_replica_seen_through_the_other(stack):
