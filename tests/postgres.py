@@ -8,6 +8,7 @@ folder, with a random password (SCRAM) for the ``postgres`` role. PostgreSQL ref
 so when the tests run as root the server runs as the ``postgres`` system user that the Debian package
 creates (``runuser -u postgres``). It is stopped, and its folder removed, when the session ends.
 ``postgres_url`` (function scope) gives one test an empty schema of its own and drops it afterwards.
+``PostgresServer.frozen()`` stops the whole server with SIGSTOP for a while (a hung database).
 
 When PostgreSQL is not installed the tests that need it are skipped, except under ``CI=true``, where
 they fail: CI must run them (``apt-get install postgresql``). ``running_postgres()`` is the same
@@ -23,6 +24,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -118,10 +120,38 @@ class PostgresServer:
         self.stop()
         self.start()
 
+    def processes(self) -> list[int]:
+        """The server's process ids: the postmaster (from its pid file) and every process it started."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = [int(stat.split(b" ", 1)[0]) for stat in _stats()  # "pid (name) state ppid ..."
+                    if int(stat.rsplit(b") ", 1)[1].split()[1]) == postmaster]
+        return [postmaster, *children]
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The whole server stopped with SIGSTOP (it accepts TCP connections but never answers),
+        resumed with SIGCONT on the way out, whatever happened inside."""
+        stopped = self.processes()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def _chown(self, path: Path) -> None:
         if self.run_as is not None:
             entry = pwd.getpwnam(self.run_as)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _stats() -> Iterator[bytes]:
+    """``/proc/<pid>/stat`` of every process still there."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            yield stat.read_bytes()
 
 
 def _server_user() -> str | None:

@@ -340,3 +340,57 @@ def test_postgresql_down_is_a_clear_message(request):
     with pytest.raises(ArchiveError, match="cannot be reached"):
         archive.count()
     archive.engine.dispose()
+
+
+FROZEN_TIMEOUT_S = 1.0  # the archive's timeout in the frozen-server tests
+FROZEN_BOUND_S = 10.0  # a save against a frozen server must have failed by then (the old code: forever)
+
+
+def timed_failure(call) -> tuple[float, str]:
+    """Seconds until ``call`` raised ``ArchiveError``, and its message."""
+    started = time.monotonic()
+    with pytest.raises(ArchiveError) as caught:
+        call()
+    return time.monotonic() - started, str(caught.value)
+
+
+def in_thread(call, *, timeout: float):
+    """Run ``call`` in a daemon thread and wait at most ``timeout`` s: a hang fails the test instead
+    of hanging the run (the thread is left to the frozen server, which is resumed afterwards)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # handed to the test thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        pytest.fail(f"still waiting after {timeout:g} s: no timeout on a frozen PostgreSQL")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled-connection", "new-connection"])
+def test_a_frozen_postgresql_fails_a_save_within_seconds(request, pooled):
+    """SIGSTOP on the whole server: TCP still connects but nothing answers. A save over a pooled
+    connection (its pre-ping waits for an answer) and one that must connect anew both fail with a
+    clear message within seconds; once the server resumes, saving works again and nothing that was
+    reported lost was stored."""
+    server, url = request.getfixturevalue("postgres"), request.getfixturevalue("postgres_url")
+    archive = Archive.from_url(url, busy_timeout=FROZEN_TIMEOUT_S)
+    first = archive.save(make_record(0))
+    if not pooled:
+        archive.engine.dispose()
+    with server.frozen():
+        took, message = in_thread(lambda: timed_failure(lambda: archive.save(make_record(1))),
+                                  timeout=FROZEN_BOUND_S * 3)
+    assert took < FROZEN_BOUND_S, f"the save failed only after {took:.1f} s"
+    assert re.search(r"cannot be reached: .*(did not answer within|timeout expired)", message), message
+    second = in_thread(lambda: archive.save(make_record(2)), timeout=FROZEN_BOUND_S * 3)
+    assert [item.id for item in archive.list()] == [second, first]
+    archive.engine.dispose()

@@ -11,11 +11,17 @@ PostgreSQL restart) is replaced at checkout instead of failing the next save.
 On SQLite (the documented pysqlite recipe, see SQLAlchemy's "Transactions with SQLite and the
 sqlite3 driver"): WAL journal with ``synchronous=FULL``, a busy timeout, and writes that take the
 write lock up front with ``BEGIN IMMEDIATE`` in one short transaction per save.
+
+On PostgreSQL (psycopg) nothing waits for the server for long: a connect timeout, a server-side
+``statement_timeout``, and a deadline on every wait for the server's answer, which also covers a
+server that is frozen or a network that is cut (there the server can enforce nothing). The
+connection that missed its deadline is closed, and the call fails with ``ArchiveError``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -102,6 +108,39 @@ def install_sqlite_hooks(engine: Engine, path: Path | None, busy_timeout_ms: int
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
 
 
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+ANSWER_MARGIN_S = 2.0  # the client's deadline is the server's statement timeout plus this
+
+
+def install_postgres_hooks(engine: Engine, timeout_s: float) -> None:
+    """Bound every wait on a psycopg engine: connecting, each statement on the server, and each wait
+    for an answer in the client (frozen server, cut network), all within a few seconds."""
+    if engine.dialect.driver != "psycopg":
+        return
+    import psycopg  # the archive's PostgreSQL driver (requirements.txt); SQLite users never load it
+
+    deadline = timeout_s + ANSWER_MARGIN_S
+    waited_too_long = psycopg.errors._WaitTimeout  # what psycopg's wait raises when its timeout expires
+
+    class DeadlineConnection(psycopg.Connection):
+        """A psycopg connection whose every wait for the server ends after ``deadline`` seconds."""
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval=interval, timeout=deadline if timeout is None else timeout)
+            except waited_too_long:
+                self.pgconn.finish()  # the answer may still come: never reuse this connection
+                raise psycopg.OperationalError(f"the database did not answer within {deadline:g} s") from None
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        cparams.setdefault("connect_timeout", max(2, math.ceil(timeout_s)))  # libpq: whole seconds, at least 2
+        statement = f"-c statement_timeout={round(timeout_s * 1000)} -c lock_timeout={round(timeout_s * 1000)}"
+        cparams["options"] = f"{cparams.get('options', '')} {statement}".strip()  # keeps the URL's own options
+        return DeadlineConnection.connect(*cargs, **cparams)
+
+
 # -- schema ----------------------------------------------------------------------------------------
 
 
@@ -168,6 +207,8 @@ _PG_STATES = {  # SQLSTATE classes and codes PostgreSQL reports, in words
     "42501": "The archive ({where}) may not be written by this database user.",
     "57P01": "The archive database ({where}) was shut down; try again in a moment.",
     "57P03": "The archive database ({where}) is starting up or shutting down; try again in a moment.",
+    "57014": "The archive database ({where}) took too long to answer (more than {timeout:g} s); try again in a moment.",
+    "55P03": "The archive is busy: another save held it for more than {timeout:g} s.",
 }
 
 
@@ -197,7 +238,7 @@ def describe(error: Exception, where: str, busy_timeout: float) -> str:
         return "The archive is busy: too many saves at once."
     state = getattr(orig, "sqlstate", None)  # psycopg
     if state in _PG_STATES:
-        return _PG_STATES[state].format(where=where)
+        return _PG_STATES[state].format(where=where, timeout=busy_timeout)
     detail = str(orig if orig is not None else error).strip().splitlines()
     first = detail[0] if detail else type(error).__name__
     remote = not isinstance(orig, sqlite3.Error) and (state is None or state.startswith("08"))

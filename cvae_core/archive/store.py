@@ -108,7 +108,8 @@ _ENGINES_LOCK = threading.Lock()
 class Archive:
     """Saved items in one SQL database. Thread-safe; many ``Archive`` objects may share one engine
     (the app makes one per rerun over the cached connection's engine); the first one installs the
-    SQLite hooks and sets the busy timeout."""
+    SQLite or PostgreSQL hooks and sets the busy timeout (on PostgreSQL also the longest a statement
+    may take, and about the longest any wait for the server may take)."""
 
     def __init__(self, engine: Engine, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.engine = engine
@@ -118,7 +119,9 @@ class Archive:
             if state is None:
                 if engine.dialect.name == "sqlite":
                     schema.install_sqlite_hooks(engine, self.path, round(busy_timeout * 1000))
-                    engine.dispose()  # pooled connections, if any, predate the hooks
+                elif engine.dialect.name == "postgresql":
+                    schema.install_postgres_hooks(engine, busy_timeout)
+                engine.dispose()  # pooled connections, if any, predate the hooks
                 state = _ENGINES[engine] = _EngineState(lock=threading.Lock(), busy_timeout=busy_timeout)
         self._state = state
         self.busy_timeout = state.busy_timeout
