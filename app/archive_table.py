@@ -28,6 +28,9 @@ COLUMNS = {
     "confidence": st.column_config.ProgressColumn("Confidence", min_value=0.0, max_value=1.0, format="percent"),
     "true_label": st.column_config.NumberColumn("Written", width="small", help="What the user says they wrote"),
     "verdict": st.column_config.TextColumn("Answer", width="small"),
+    "unfinished": st.column_config.TextColumn("Drawing", width="small",
+                                              help="Unfinished: strokes were added after it was saved. "
+                                                   "The labelled data set leaves it out."),
     "probs": st.column_config.BarChartColumn("p(0) … p(9)", y_min=0.0, y_max=1.0,
                                              help="The probability of every digit, 0 to 9"),
     "not_digit": st.column_config.ProgressColumn("Not a digit", min_value=0.0, max_value=1.0, format="percent",
@@ -72,6 +75,7 @@ def table_rows(found: Iterable[ArchiveItem], *, thumb_scale: int = THUMB_SCALE) 
             "confidence": item.confidence,
             "true_label": item.true_label,
             "verdict": VERDICT_MARKS[item.verdict],
+            "unfinished": "unfinished" if item.finished is False else "",
             "probs": list(item.probs) if item.probs is not None else None,
             "not_digit": item.not_digit,
             "partner": partner_reading(item),

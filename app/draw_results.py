@@ -211,14 +211,17 @@ def make_record(entry: ModelEntry, mine: reading.Recognition, recon: np.ndarray,
         "partner_model": None if partner is None else partner.name,
         "partner_label": None if theirs is None else theirs.label,
         "partner_confidence": None if theirs is None else theirs.confidence,
+        "finished": True,  # as saved now; a drawing that goes on after it was saved is marked unfinished
     }
 
 
-def archive_controls(entry: ModelEntry, record: dict[str, Any], mark: str) -> None:
+def archive_controls(entry: ModelEntry, record: dict[str, Any], mark: str, source: str) -> None:
     st.session_state[RECORD_KEY] = record
+    if source == "canvas":
+        archive_ui.drawing_shown(record, mark=mark)  # saved automatically once finished (Clear, a label)
     archive_ui.save_button(record, key="draw_save")
-    if archive_ui.autosave_enabled():
-        # Each new drawing or upload is saved once per model; moving the noise slider is not a new input.
+    if source == "upload" and archive_ui.autosave_enabled():
+        # Each upload is saved once per model; moving the noise slider is not a new input.
         done = st.session_state.setdefault("draw_autosaved", set())
         if (entry.signature, mark) not in done:
             archive_ui.autosave(record)
@@ -269,7 +272,7 @@ def results(entry: ModelEntry, pixels: np.ndarray, source: str, data: bytes, fil
         st.error("Something went wrong while reading this input. It has been logged; please try another one.")
         return
     archive_controls(entry, make_record(entry, mine, more.recon, x, sigma, source, data, filename, truth,
-                                        partner, theirs), mark)
+                                        partner, theirs), mark, source)
 
 
 def render(left: DeltaGenerator, right: DeltaGenerator, mode: str, canvas: Any) -> None:

@@ -27,6 +27,7 @@ from cvae_core.archive import (
     Filters,
     Record,
     RecordError,
+    Saved,
     archive_url,
     fingerprint,
     png_bytes,
@@ -173,7 +174,23 @@ def test_a_retried_entry_is_stored_once(archive):
     entry = prepare(make_record(0))
     first = archive.save(entry)
     assert archive.save(entry) == first and archive.count() == 1
-    assert archive.save(make_record(0)) != first  # the same drawing saved again on purpose is a new item
+
+
+def test_saving_the_same_input_again_finds_its_item(archive):
+    """A save is idempotent on its content (pixels, model, sigma): saved again (a second click, a
+    retry prepared anew, a new session after a replica died) it is the same item, and a true label
+    or finished mark given with it is written onto that item."""
+    first = archive.store(make_record(0))
+    assert first.new
+    again = archive.store(make_record(0, true_label=4, finished=False))
+    assert again == Saved(first.id, new=False) and archive.count() == 1
+    item = archive.get(first.id)
+    assert item.true_label == 4 and item.finished is False
+    assert archive.store(make_record(0)).id == first.id and archive.get(first.id).true_label == 4  # kept
+    assert archive.find(make_record(0)) == first.id and archive.find(make_record(1)) is None
+    assert archive.store(make_record(0, sigma=0.2)).new  # another sigma: another input
+    archive.delete(first.id)
+    assert archive.store(make_record(0)).new  # deleted: saving it again stores it again
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ from cvae_core.archive import (
     export_idx,
     export_npz,
     export_zip,
+    labelled_arrays,
+    labelled_filters,
     png_bytes,
     png_to_array,
     to_csv,
@@ -113,9 +115,23 @@ def test_labelled_set_round_trips_as_idx_and_npz(archive, tmp_path):
     assert np.array_equal(read_idx(tmp_path / "folder" / "archive-images-idx3-ubyte"), pixels)  # plain MNIST IDX
 
 
+def test_labelled_set_leaves_out_unfinished_drawings(archive):
+    """A drawing that went on after it was saved is marked unfinished and stays out of the data set;
+    finished ones and items saved before the mark existed (None) are in it."""
+    whole = archive.save(full_record(0, true_label=4, finished=True))
+    half = archive.save(full_record(1, true_label=4, finished=True))
+    older = archive.save(full_record(2, true_label=7))
+    assert archive.set_finished(half, False)
+    _, labels = labelled_arrays(archive, Filters())
+    assert labels.tolist() == [4, 7]
+    assert [i.id for i in archive.list(labelled_filters(Filters()))] == [older, whole]
+    assert archive.count(Filters()) == 3  # the table and the other exports keep every item
+    assert [row["finished"] for row in rows_of(export_csv(archive, Filters()).read())] == ["", "false", "true"]
+
+
 def test_labelled_set_needs_labels(archive):
     archive.save(make_record(0))
-    with pytest.raises(ArchiveError, match="No item matching these filters has a true label"):
+    with pytest.raises(ArchiveError, match="No finished item matching these filters has a true label"):
         export_idx(archive, Filters())
     with pytest.raises(ArchiveError, match="Unlabelled items have no true label"):
         export_npz(archive, Filters(truth="unlabelled"))

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from postgres import postgres, postgres_url  # noqa: F401 -- fixtures
 from records import full_record, make_record
 from sqlalchemy import Engine, event
 from streamlit.testing.v1 import AppTest
 
-from cvae_core.archive import Archive, Filters, png_bytes
+from cvae_core.archive import Archive, Filters, png_bytes, png_to_array
 from cvae_core.archive.schema import WRITE_OPTION, items
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "archive.py")
@@ -261,3 +262,157 @@ def test_a_page_of_twenty_thousand_items_takes_under_a_second(large_url, monkeyp
         record_property(name, round(value, 3))
     assert load < PAGE_SECONDS and turn[0] < PAGE_SECONDS and filtered[0] < PAGE_SECONDS, (loads, turn, filtered)
     assert Archive.from_url(large_url).count(Filters(truth="wrong")) == len(range(1, LARGE, 3))
+
+
+# -- what the page shows of the archive ------------------------------------------------------------
+
+
+def test_page_shows_the_archive_name_never_its_path(app_url, tmp_path):
+    Archive.from_url(app_url).save(make_record(0))
+    page = AppTest.from_file(PAGE, default_timeout=30).run()
+    shown = " ".join(c.value for c in page.caption)
+    assert "archive.db" in shown and str(tmp_path) not in shown and "/" not in shown.split("archive.db")[0][-30:]
+    assert str(tmp_path) not in " ".join(m.value for m in [*page.markdown, *page.info, *page.error])
+
+
+def test_a_filtered_archive_says_how_many_items_match(app_url):
+    store = Archive.from_url(app_url)
+    for seed in range(3):
+        store.save(make_record(seed, label=2 if seed else 5))
+    page = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not any("match these filters" in c.value for c in page.caption)  # no filter: nothing to say
+    page.selectbox(key="archive_page_digit").set_value(2).run()
+    assert "2 of 3 items match these filters." in [c.value for c in page.caption]
+
+
+# -- saves are idempotent --------------------------------------------------------------------------
+
+
+def test_a_retry_after_an_outage_stores_no_duplicate(request, monkeypatch):
+    """Save; PostgreSQL stops; Save the same drawing again (not saved, kept); PostgreSQL starts;
+    Retry: still one row."""
+    server, url = request.getfixturevalue("postgres"), request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("CVAE_ARCHIVE_URL", url)
+    draw = AppTest.from_function(draw_page, default_timeout=60).run()
+    draw.button(key="draw_save").click().run()
+    assert draw.success[0].value == "Saved to the archive as item #1."
+    server.stop()
+    try:
+        draw.button(key="draw_save").click().run()
+        assert not draw.exception and "Not saved." in draw.error[0].value
+        assert len(draw.session_state["archive_pending"]) == 1
+    finally:
+        server.start()
+    draw.button(key="draw_save_pending_retry").click().run()
+    assert not draw.exception and draw.success[0].value == "Saved 1 item to the archive."
+    store = Archive.from_url(url)
+    assert store.count() == 1
+    store.engine.dispose()
+
+
+def test_a_new_session_saving_the_same_drawing_finds_its_item(app_url):
+    """What a replica's death looks like to the archive: the browser's drawing arrives in a new
+    session, which knows nothing of the first one's saves."""
+    first = AppTest.from_function(draw_page, default_timeout=30).run()
+    first.button(key="draw_save").click().run()
+    second = AppTest.from_function(draw_page, default_timeout=30).run()
+    second.button(key="draw_save").click().run()
+    assert not second.exception and second.info[0].value == "Already in the archive as item #1."
+    assert Archive.from_url(app_url).count() == 1
+
+
+# -- automatic saving of drawings: once finished ---------------------------------------------------
+
+
+def canvas_page():
+    """A stand-in for the Draw page's canvas: ``strokes`` in the session state is the drawing (each
+    stroke changes its pixels); Clear finishes it; "What did you write?" labels it."""
+    import numpy as np
+    import streamlit as st
+
+    from app import archive_ui
+
+    strokes = st.session_state.setdefault("strokes", 1)
+    pixels = np.zeros((28, 28))
+    pixels[4 : 4 + 3 * strokes, 10:14] = 1.0  # one more stroke: more ink
+    record = {
+        "model": "conv-2", "source": "canvas", "label": 4, "confidence": 0.9, "sigma": 0.0,
+        "input_image": pixels, "recon_image": pixels, "finished": True,
+        "true_label": st.session_state.get("written"),
+    }
+    with st.sidebar:
+        archive_ui.autosave_toggle()
+    st.button("Clear", key="clear", on_click=archive_ui.finish_drawing)
+    st.button("Undo all", key="undo_all", on_click=archive_ui.abandon_drawing)
+    archive_ui.drawing_shown(record, mark=f"strokes-{strokes}")
+    archive_ui.save_button(record, key="draw_save")
+    st.selectbox("What did you write?", [None, *range(10)], key="written",
+                 on_change=lambda: archive_ui.set_true_label(record, st.session_state["written"]))
+
+
+def drawn(at: AppTest, strokes: int) -> AppTest:
+    at.session_state["strokes"] = strokes
+    return at.run()
+
+
+def test_autosave_waits_for_the_drawing_to_be_finished(app_url):
+    """A two-stroke 4: nothing is saved after the first stroke, nor after the second; Clear saves the
+    finished 4, once."""
+    at = AppTest.from_function(canvas_page, default_timeout=30).run()
+    at.toggle(key="archive_autosave").set_value(True).run()
+    drawn(at, 1)
+    drawn(at, 2)
+    store = Archive.from_url(app_url)
+    assert store.count() == 0
+    at.button(key="clear").click().run()
+    assert not at.exception
+    (item,) = store.list()
+    assert item.finished is True and png_to_array(item.input_png)[4:10, 10:14].min() == 1.0  # both strokes
+    at.run()
+    assert store.count() == 1
+
+
+def test_a_label_finishes_the_drawing(app_url):
+    at = AppTest.from_function(canvas_page, default_timeout=30).run()
+    at.toggle(key="archive_autosave").set_value(True).run()
+    drawn(at, 2)
+    at.selectbox(key="written").set_value(4).run()
+    store = Archive.from_url(app_url)
+    (item,) = store.list()
+    assert item.true_label == 4 and item.finished is True
+    at.button(key="clear").click().run()  # already saved as it is: not again
+    assert not at.exception and store.count() == 1
+
+
+def test_a_drawing_saved_then_continued_is_marked_unfinished(app_url):
+    """Saved by the button after one stroke, then a second stroke: that item is unfinished (and out
+    of the data set); Clear saves the finished drawing. Undo back to the saved state takes the mark back."""
+    at = AppTest.from_function(canvas_page, default_timeout=30).run()
+    at.toggle(key="archive_autosave").set_value(True).run()
+    at.button(key="draw_save").click().run()
+    store = Archive.from_url(app_url)
+    (half,) = store.list()
+    assert half.finished is True
+    drawn(at, 2)
+    assert store.get(half.id).finished is False
+    drawn(at, 1)  # Undo: the saved state again
+    assert store.get(half.id).finished is True
+    drawn(at, 2)
+    at.button(key="clear").click().run()
+    whole, half = store.list()
+    assert (whole.finished, half.finished) == (True, False)
+    assert [i.id for i in store.list(Filters(finished_only=True))] == [whole.id]  # what the data set takes
+
+
+def test_without_autosave_nothing_is_saved_on_clear(app_url):
+    at = AppTest.from_function(canvas_page, default_timeout=30).run()
+    drawn(at, 2)
+    at.button(key="clear").click().run()
+    assert not at.exception and Archive.from_url(app_url).count() == 0
+
+
+def test_a_drawing_taken_back_to_nothing_leaves_its_saved_item_unfinished(app_url):
+    at = AppTest.from_function(canvas_page, default_timeout=30).run()
+    at.button(key="draw_save").click().run()
+    at.button(key="undo_all").click().run()
+    assert not at.exception and Archive.from_url(app_url).list()[0].finished is False

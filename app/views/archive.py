@@ -3,14 +3,19 @@
 Reads go straight to the database on every run (no cached queries), so what is shown is current.
 Each run asks the database for the counts and one page of items (``PAGE_SIZE``), and draws
 thumbnails for that page only: its cost does not grow with the archive. Exports are built when their
-button is pressed, streamed to a temporary file and capped (``cvae_core.archive.export``).
+button is pressed (Streamlit calls ``data`` then, in another thread), streamed to a temporary file
+in small batches and capped (``cvae_core.archive.export``); the finished file is handed to Streamlit
+as bytes, which it holds in memory for the download, so the caps bound that too. The page shows the
+archive's name, never where it lives on the server.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import replace
+from collections.abc import Callable
 from functools import partial
+from typing import IO
 
 import streamlit as st
 
@@ -29,14 +34,18 @@ from cvae_core.archive import (
     export_idx,
     export_npz,
     export_zip,
+    labelled_filters,
 )
 from cvae_core.config import NUM_CLASSES
+
+log = logging.getLogger(__name__)
 
 KEY = "archive_page_"  # session-state namespace of this page
 CONFIRM = KEY + "confirm"  # id awaiting "Yes, delete"
 VIEW = KEY + "view"  # bumped by each change, so the table selection and the chosen item start afresh
 FLASH = KEY + "flash"
 PAGE = KEY + "page"
+EXPORT_ERRORS = KEY + "export_errors"  # export name -> why it failed (the download runs outside the page)
 PAGE_SIZE = 50
 TRUTH_NAMES = {"right": "Right", "wrong": "Wrong", "labelled": "Labelled", "unlabelled": "Unlabelled"}
 
@@ -117,12 +126,32 @@ def _page_number(matching: int) -> int:
     return page
 
 
+def _download(build: Callable[[], IO[bytes]], name: str) -> Callable[[], bytes]:
+    """What a download button calls when pressed: the export built by ``build`` as bytes, its
+    temporary file closed (Streamlit takes bytes, not the temporary file's type). A failure is kept
+    for the page's next run, and Streamlit shows "failed" under the button meanwhile."""
+    errors: dict[str, str] = st.session_state.setdefault(EXPORT_ERRORS, {})
+
+    def data() -> bytes:
+        try:
+            with build() as out:
+                return out.read()
+        except ArchiveError as e:
+            log.warning("export %s failed: %s", name, e)
+            errors[name] = str(e)
+            raise
+
+    return data
+
+
 def _exports(archive: Archive, filters: Filters, matching: int) -> None:
     st.subheader("Export")
+    for name, message in st.session_state.pop(EXPORT_ERRORS, {}).items():
+        st.error(f"The {name} export failed. {message}")
     originals = st.toggle("Include the original images in the ZIP", value=True, key=KEY + "originals")
     try:
         _, image_bytes = archive.size(filters, with_original=originals)
-        labelled = archive.count(replace(filters, truth=filters.truth or "labelled"))
+        labelled = archive.count(labelled_filters(filters))
     except ArchiveError as e:
         st.error(str(e))
         return
@@ -132,22 +161,22 @@ def _exports(archive: Archive, filters: Filters, matching: int) -> None:
     limit = (f"One export holds at most {EXPORT_MAX_ITEMS:,} items and {EXPORT_MAX_BYTES / 1e6:,.0f} MB of images; "
              "narrow the filters to export in parts.")
     csv_col, zip_col, idx_col, npz_col = st.columns(4)
-    csv_col.download_button(f"Table as CSV ({matching:,})", data=lambda: export_csv(archive, filters),
+    csv_col.download_button(f"Table as CSV ({matching:,})", data=_download(lambda: export_csv(archive, filters), "CSV"),
                             file_name="cvae-archive.csv", mime="text/csv", on_click="ignore", key=KEY + "csv",
                             icon=":material/table:", disabled=too_many, help=limit if too_many else None)
     zip_col.download_button(f"Images as ZIP ({image_bytes / 1e6:,.1f} MB)",
-                            data=lambda: export_zip(archive, filters, originals=originals),
+                            data=_download(lambda: export_zip(archive, filters, originals=originals), "ZIP"),
                             file_name="cvae-archive-images.zip", mime="application/zip", on_click="ignore",
                             key=KEY + "zip", icon=":material/folder_zip:", disabled=too_many or too_big,
                             help=limit if too_many or too_big else None)
     dataset = (f"The {labelled:,} labelled items as a data set: the 28x28 inputs with what was written, for "
-               "`python -m cvae_core.evaluate --data FILE`." if labelled else
-               "No matching item has a true label yet: say what was written for some items first.")
+               "`python -m cvae_core.evaluate --data FILE`. Drawings marked unfinished are left out." if labelled
+               else "No finished matching item has a true label yet: say what was written for some items first.")
     no_set = not labelled or labelled > EXPORT_MAX_ITEMS
-    idx_col.download_button(f"Labelled set, IDX ({labelled:,})", data=lambda: export_idx(archive, filters),
+    idx_col.download_button(f"Labelled set, IDX ({labelled:,})", data=_download(lambda: export_idx(archive, filters), "IDX"),
                             file_name="cvae-archive-idx.zip", mime="application/zip", on_click="ignore",
                             key=KEY + "idx", icon=":material/dataset:", disabled=no_set, help=dataset)
-    npz_col.download_button(f"Labelled set, .npz ({labelled:,})", data=lambda: export_npz(archive, filters),
+    npz_col.download_button(f"Labelled set, .npz ({labelled:,})", data=_download(lambda: export_npz(archive, filters), ".npz"),
                             file_name="cvae-archive.npz", mime="application/octet-stream", on_click="ignore",
                             key=KEY + "npz", icon=":material/dataset:", disabled=no_set, help=dataset)
     if too_many or too_big:
@@ -166,6 +195,8 @@ def _detail(item: ArchiveItem, view: str) -> None:
         facts.append(f"not a digit: {item.not_digit:.1%}")
     if item.partner_model is not None:
         facts.append(f"partner {partner_reading(item)}")
+    if item.finished is False:
+        facts.append("an unfinished drawing (strokes were added after it was saved; not in the data set)")
     st.markdown(" · ".join(facts))
     if item.probs is not None or item.log_likelihoods is not None:
         st.dataframe(label_rows(item), hide_index=True, column_config=LABEL_COLUMNS, key=f"{KEY}labels_{view}")
@@ -217,7 +248,7 @@ def render() -> None:
     except ArchiveError as e:
         st.error(str(e))
         return
-    st.caption(f"{total:,} saved item{'s' * (total != 1)}, stored in `{archive.location}`.")
+    st.caption(f"{total:,} saved item{'s' * (total != 1)} in the archive {archive.name}.")
     if total == 0:
         st.info("The archive is empty. On the Draw page, recognise a digit and press **Save to archive**, "
                 "or turn on **Save automatically** in the sidebar.", icon=":material/inventory_2:")
@@ -225,6 +256,8 @@ def render() -> None:
     filters = _filters(models)
     try:
         matching = archive.count(filters)
+        if filters != Filters():
+            st.caption(f"{matching:,} of {total:,} item{'s' * (total != 1)} match these filters.")
         page = _page_number(matching)
         found = archive.list(filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE) if matching else []
     except ArchiveError as e:

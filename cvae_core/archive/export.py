@@ -36,7 +36,7 @@ IMAGES_NAME = "archive-images-idx3-ubyte"  # the names cvae_core.data.load_label
 LABELS_NAME = "archive-labels-idx1-ubyte"
 CSV_COLUMNS = (
     "id", "saved_utc", "digit", "confidence", "true_label", "verdict", "model", "source", "sigma", "filename",
-    "not_digit", "partner_model", "partner_digit", "partner_confidence",
+    "not_digit", "partner_model", "partner_digit", "partner_confidence", "finished",
     *(f"p{d}" for d in range(NUM_CLASSES)), *(f"loglik{d}" for d in range(NUM_CLASSES)), "loglik_not_digit",
 )
 
@@ -64,7 +64,8 @@ def csv_row(item: ArchiveItem) -> list[object]:
         "" if item.true_label is None else item.true_label, item.verdict, _inert(item.model), item.source,
         f"{item.sigma:.6g}", _inert(item.filename or ""), _number(item.not_digit, ".6f"),
         _inert(item.partner_model or ""), "" if item.partner_label is None else item.partner_label,
-        _number(item.partner_confidence, ".6f"), *(_number(p, ".6f") for p in probs),
+        _number(item.partner_confidence, ".6f"), "" if item.finished is None else str(item.finished).lower(),
+        *(_number(p, ".6f") for p in probs),
         *(_number(v, ".4f") for v in logliks),
     ]
 
@@ -157,12 +158,18 @@ def export_zip(archive: Archive, filters: Filters, *, originals: bool = True) ->
     return out
 
 
+def labelled_filters(filters: Filters) -> Filters:
+    """What the labelled data set takes of ``filters``: labelled, finished items only."""
+    return replace(filters, truth=filters.truth or "labelled", finished_only=True)
+
+
 def labelled_arrays(archive: Archive, filters: Filters) -> tuple[np.ndarray, np.ndarray]:
     """The matching items that have a true label: images uint8 (N, 28, 28) as the model saw them,
-    labels int64 (N,), oldest first; at most ``EXPORT_MAX_ITEMS``."""
+    labels int64 (N,), oldest first; at most ``EXPORT_MAX_ITEMS``. Drawings marked unfinished (a
+    stroke was added after they were saved) are left out: the set holds whole digits only."""
     if filters.truth == "unlabelled":
         raise ArchiveError("Unlabelled items have no true label to export; choose another answer filter.")
-    labelled = replace(filters, truth=filters.truth or "labelled")
+    labelled = labelled_filters(filters)
     top, budget = _start(archive, labelled, with_original=False, images=False)
     images: list[np.ndarray] = []
     labels: list[int] = []
@@ -171,8 +178,8 @@ def labelled_arrays(archive: Archive, filters: Filters) -> tuple[np.ndarray, np.
         images.append(np.rint(png_to_array(item.input_png) * 255).astype(np.uint8))
         labels.append(int(item.true_label))
     if not labels:
-        raise ArchiveError("No item matching these filters has a true label yet. Say what was written "
-                           "(\"What was written?\") for some items first.")
+        raise ArchiveError("No finished item matching these filters has a true label yet. Say what was "
+                           "written (\"What was written?\") for some items first.")
     return np.stack(images[::-1]).reshape(-1, SIDE, SIDE), np.asarray(labels[::-1], np.int64)
 
 

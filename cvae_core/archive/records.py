@@ -18,7 +18,6 @@ import io
 import math
 import numbers
 import unicodedata
-import uuid
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import JSON, Float, Integer, LargeBinary, String
+from sqlalchemy import JSON, Boolean, Float, Integer, LargeBinary, String
 from sqlalchemy.types import TypeEngine
 
 from cvae_core.config import IMAGE_SIZE, NUM_CLASSES
@@ -63,7 +62,9 @@ class Answer:
     ``probs`` are the ten class probabilities, ``log_likelihoods`` the ten per-label log p(x | y)
     (nats), ``not_digit`` the probability that the input is no digit (None for models without that
     score), ``partner_*`` the reading of the other architecture's model shown beside it, and
-    ``true_label`` what the user says they wrote (None: not told). Columns added after the first
+    ``true_label`` what the user says they wrote (None: not told), ``finished`` whether a drawing was
+    finished when saved (False: it went on after this was saved, and the labelled data set leaves it
+    out; None: not known, as for items saved before this was kept). Columns added after the first
     version are optional, so that older archives gain them as NULL.
     """
 
@@ -80,6 +81,7 @@ class Answer:
     partner_model: str | None = _column(String(MODEL_MAX), optional=True)
     partner_label: int | None = _column(Integer, optional=True)
     partner_confidence: float | None = _column(Float, optional=True)
+    finished: bool | None = _column(Boolean, optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,8 +96,10 @@ class Record(Answer):
 
 @dataclass(frozen=True, kw_only=True)
 class Entry(Answer):
-    """A validated record, ready to store: images re-encoded as PNG. ``save_token`` is unique per
-    entry, so that retrying a save whose commit was in doubt never stores it twice."""
+    """A validated record, ready to store: images re-encoded as PNG. ``save_token`` is the identity
+    of its content (:func:`save_token`), unique in the archive: saving the same input again (a retry
+    after an outage or a commit in doubt, a second click, a new session after a replica died) finds
+    the item instead of storing it twice."""
 
     fingerprint: str = _column(String(64))
     input_png: bytes = _column(LargeBinary)
@@ -263,6 +267,11 @@ def fingerprint(record: Record | Mapping[str, Any]) -> str:
                         _number(sigma, "noise sigma", 0.0, SIGMA_MAX))
 
 
+def save_token(key: str) -> str:
+    """The unique save token of the content whose fingerprint is ``key`` (the column holds 32 characters)."""
+    return key[:32]
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     """A uint8 (H, W) array -> greyscale PNG bytes."""
     out = io.BytesIO()
@@ -313,6 +322,9 @@ def prepare(record: Record | Mapping[str, Any] | Entry) -> Entry:
     pixels = _pixels(record.input_image, "input image")
     not_digit = None if record.not_digit is None else _number(record.not_digit, "not-a-digit score", 0.0, 1.0)
     partner = None if record.partner_model is None else model_name(record.partner_model, "partner model name")
+    if record.finished is not None and not isinstance(record.finished, bool | np.bool_):
+        raise _refuse("its finished mark must be true, false or none")
+    key = _fingerprint(pixels, model, sigma)
     return Entry(
         model=model,
         source=record.source,
@@ -328,10 +340,11 @@ def prepare(record: Record | Mapping[str, Any] | Entry) -> Entry:
         partner_label=None if partner is None else _digit(record.partner_label, "partner's digit", optional=True),
         partner_confidence=(None if partner is None or record.partner_confidence is None
                             else _number(record.partner_confidence, "partner's confidence", 0.0, 1.0)),
-        fingerprint=_fingerprint(pixels, model, sigma),
+        finished=None if record.finished is None else bool(record.finished),
+        fingerprint=key,
         input_png=png_bytes(pixels),
         recon_png=png_bytes(_pixels(record.recon_image, "reconstruction")),
         original_png=None if record.original is None else original_png(record.original),
-        save_token=uuid.uuid4().hex,
+        save_token=save_token(key),
     )
 

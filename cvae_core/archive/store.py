@@ -30,7 +30,16 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from cvae_core.archive import schema
-from cvae_core.archive.records import ArchiveError, ArchiveItem, Entry, Record, prepare, true_label
+from cvae_core.archive.records import (
+    ArchiveError,
+    ArchiveItem,
+    Entry,
+    Record,
+    fingerprint,
+    prepare,
+    save_token,
+    true_label,
+)
 from cvae_core.config import NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ class Filters:
     source: str | None = None
     model: str | None = None
     truth: str | None = None  # one of TRUTHS
+    finished_only: bool = False  # leave out drawings marked unfinished (the labelled data set does)
 
     def __post_init__(self) -> None:
         if self.truth is not None and self.truth not in TRUTHS:
@@ -84,10 +94,20 @@ class Filters:
             query = query.where(items.c.true_label != items.c.label)  # NULL compares to neither
         elif self.truth == "labelled":
             query = query.where(items.c.true_label.is_not(None))
+        if self.finished_only:
+            query = query.where(items.c.finished.is_not(False))  # NULL (not known) stays in
         return query
 
 
 EVERYTHING = Filters()
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where a save put its item: its id, and whether it is new (False: the archive had it already)."""
+
+    id: int
+    new: bool
 
 
 @dataclass
@@ -133,10 +153,21 @@ class Archive:
 
     @property
     def location(self) -> str:
-        """Where the archive lives, for display (a file path, or the URL without its password)."""
+        """Where the archive lives, for the server's log (a file path, or the URL without its password)."""
         if self.path is not None:
             return str(self.path)
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def name(self) -> str:
+        """What visitors are shown of the archive: a name, never a path, host or user ("archive.db",
+        "PostgreSQL database cvae")."""
+        if self.path is not None:
+            return self.path.name
+        url = self.engine.url
+        kind = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL"}.get(url.get_backend_name(),
+                                                                                  url.get_backend_name())
+        return f"{kind} database {url.database}" if url.database and url.database != ":memory:" else f"{kind} database"
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -191,7 +222,7 @@ class Archive:
                         self._state.schema_ready = error is None
             if replaced and write:
                 now = "A new, empty archive has been started there" if created else "It now uses the file found there"
-                raise ArchiveError(f"The archive file ({self.location}) was deleted or replaced while the app was "
+                raise ArchiveError(f"The archive file ({self.name}) was deleted or replaced while the app was "
                                    f"running, so nothing was saved. {now}; try again to save into it.")
             if write and self._state.upgrade_error is not None:
                 raise self._state.upgrade_error
@@ -218,10 +249,10 @@ class Archive:
             raise
         except (SQLAlchemyError, sqlite3.Error) as e:
             log.warning("archive %s failed at %s: %s", action, self.location, e)
-            raise ArchiveError(schema.describe(e, self.location, self.busy_timeout)) from e
+            raise ArchiveError(schema.describe(e, self.name, self.busy_timeout)) from e
         except OSError as e:  # the archive folder could not be created or cleaned
             log.warning("archive %s failed at %s: %s", action, self.location, e)
-            raise ArchiveError(f"The archive folder cannot be prepared ({self.location}): {e.strerror}.") from e
+            raise ArchiveError(f"The archive folder cannot be prepared ({self.name}): {e.strerror}.") from e
 
     def _read(self, action: str, query: Any) -> Any:
         """Run one read in its own short transaction; the result, fully fetched."""
@@ -231,42 +262,54 @@ class Archive:
     # -- writes ----------------------------------------------------------------------------------
 
     def save(self, record: Record | Entry | dict[str, Any]) -> int:
-        """Store one item in one short transaction and return its id once that has committed; or raise
-        ``ArchiveError`` with nothing stored. Saving the same ``Entry`` again (a retry after an error
-        whose commit was in doubt) returns the id it already has instead of storing it twice."""
+        """Store one item and return its id once its transaction has committed (see :meth:`store`)."""
+        return self.store(record).id
+
+    def store(self, record: Record | Entry | dict[str, Any]) -> Saved:
+        """Validate, de-duplicate and store one item in one short transaction; or raise ``ArchiveError``
+        with nothing stored. An input the archive already holds (the same save token: the same
+        pixels, model and sigma) is not stored again: its item is returned, with the record's true
+        label and finished mark, when it has them, written onto it."""
         entry = prepare(record)
         with self._guard("save"):
             try:
-                item_id = self._insert(entry)
+                return self._insert(entry)
             except IntegrityError:  # the same entry, saved at the same moment by another session
-                item_id = self._saved_as(entry)
-                if item_id is None:
-                    raise
-        return item_id
+                return self._insert(entry)
 
-    def _saved_as(self, entry: Entry) -> int | None:
-        if entry.save_token is None:
-            return None
-        found = self._read("save", select(items.c.id).where(items.c.save_token == entry.save_token))
-        return int(found[0][0]) if found else None
-
-    def _insert(self, entry: Entry) -> int:
+    def _insert(self, entry: Entry) -> Saved:
         with self._connect(write=True) as conn:
             with conn.begin():
                 if self._stale(conn):  # deleted between checkout and BEGIN: write nothing
-                    raise ArchiveError(f"The archive file ({self.location}) was deleted while saving; "
+                    raise ArchiveError(f"The archive file ({self.name}) was deleted while saving; "
                                        "nothing was saved.")
-                if entry.save_token is not None:
-                    known = conn.execute(select(items.c.id).where(items.c.save_token == entry.save_token)).first()
-                    if known is not None:
-                        return int(known[0])
+                known = conn.execute(select(items.c.id).where(items.c.save_token == entry.save_token)).first()
+                if known is not None:
+                    given = {name: getattr(entry, name) for name in ("true_label", "finished")
+                             if getattr(entry, name) is not None}
+                    if given:
+                        conn.execute(update(items).where(items.c.id == known[0]).values(**given))
+                    return Saved(int(known[0]), new=False)
                 result = conn.execute(insert(items).values(created_at=datetime.now(UTC), **entry.row()))
                 item_id = int(result.inserted_primary_key[0])
             # committed here, and only now is the id reported
             if self._stale(conn):  # deleted during the write: the row went with the file
-                raise ArchiveError(f"The archive file ({self.location}) was deleted while saving; the item was lost "
+                raise ArchiveError(f"The archive file ({self.name}) was deleted while saving; the item was lost "
                                    "with it. Try again to save it into a new archive.")
-        return item_id
+        return Saved(item_id, new=True)
+
+    def find(self, record: Record | Entry | dict[str, Any]) -> int | None:
+        """The id of the item holding this input (same pixels, model and sigma), or None."""
+        token = record.save_token if isinstance(record, Entry) else save_token(fingerprint(record))
+        found = self._read("get", select(items.c.id).where(items.c.save_token == token))
+        return int(found[0][0]) if found else None
+
+    def set_finished(self, item_id: int, finished: bool) -> bool:
+        """Mark a saved drawing finished or not (unfinished ones stay out of the labelled data set);
+        False if there is no such item."""
+        query = update(items).where(items.c.id == int(item_id)).values(finished=bool(finished))
+        with self._guard("mark"), self._connect(write=True) as conn, conn.begin():
+            return conn.execute(query).rowcount > 0
 
     def set_true_label(self, item_id: int, label: int | None) -> bool:
         """Set (or, with None, clear) what the user says they wrote; False if there is no such item."""
