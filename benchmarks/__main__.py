@@ -22,7 +22,9 @@ import time
 from typing import Any
 
 from benchmarks import browser, latency, limit, load, scaling, tables, throughput
-from benchmarks.common import RESULTS_JSON, RESULTS_MD, load_average, machine, shipped_models, use_all_cores
+from benchmarks.machine import load_average, machine, use_all_cores
+from benchmarks.paths import RESULTS_JSON, RESULTS_MD
+from benchmarks.shipped import NoModels, shipped_models
 from cvae_core.checkpoints import checkpoint_dir, now_iso
 from cvae_core.data import DataError, load_mnist
 
@@ -45,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen = [s for s in (args.only or SECTIONS) if s not in args.skip]
     threads = use_all_cores(args.threads)
-    models = shipped_models()
+    try:
+        models = shipped_models()
+    except NoModels as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         data = load_mnist(checksums=False) if {"throughput", "limit", "scaling"} & set(chosen) else None
     except DataError as e:

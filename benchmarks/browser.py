@@ -33,22 +33,20 @@ import itertools
 import math
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, STROKES, summarise
+from benchmarks.machine import resident_mb
+from benchmarks.paths import APP, FLOOR, ROOT
+from benchmarks.servers import Server, server_env, start_server, stop_server, wait_healthy
+from benchmarks.strokes import STROKES, stroke_points
+from benchmarks.timing import summarise
 
-APP = ROOT / "app" / "streamlit_app.py"
-FLOOR = Path(__file__).resolve().parent / "floor_app.py"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -60,7 +58,15 @@ BASELINE_ENV = "CVAE_BENCH_BASELINE"  # a folder holding an older app/ and cvae_
 TIMEOUT_MS = 30_000  # one trial
 SETUP_TIMEOUT_MS = 180_000  # a page's first load (a busy machine can take long to serve the first run)
 
-# Arm a trial. window.__bench collects the input event's timeStamp and the result's arrival.
+# Wrap the page's websocket so that window.__lastSend holds the time of its last send (a rerun
+# request): ARM_DRAW then also knows when the canvas's drawing left for the server.
+TRACK_SENDS = """() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) { window.__lastSend = performance.now(); return send.call(this, data); };
+}"""
+
+# Arm a trial. window.__bench collects the input event's timeStamp and the result's arrival (and,
+# with TRACK_SENDS installed, the last websocket send before it).
 ARM_DRAW = """(label) => {
   const read = () => {
     for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
@@ -78,7 +84,9 @@ ARM_DRAW = """(label) => {
     const now = performance.now();
     if (b.input === null) return;
     const t = read();
-    if (t !== null && t !== b.before) { b.done = now; b.text = t; obs.disconnect(); }
+    if (t !== null && t !== b.before) {
+      b.done = now; b.text = t; b.sent = window.__lastSend ?? null; obs.disconnect();
+    }
   });
   obs.observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
@@ -116,101 +124,12 @@ IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon
           && !document.querySelector('[data-stale="true"]')"""
 
 
-@dataclass
-class Server:
-    name: str
-    script: Path
-    port: int
-    proc: subprocess.Popen
-    started: float  # perf_counter() just before the process was spawned
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(name: str, script: Path, env: dict[str, str], logs: Path, *, python: str | None = None) -> Server:
-    root = ROOT
-    if name == "baseline":  # the older tree imports its own app and cvae_core, with our checkpoints
-        root = script.parent.parent
-        env = {**env, "CVAE_CHECKPOINT_DIR": env.get("CVAE_CHECKPOINT_DIR") or str(ROOT / "checkpoints")}
-    port = free_port()
-    log = logs / f"{name}-{port}.log"
-    cmd = [python or sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    started = time.perf_counter()
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
-    return Server(name, script, port, proc, started, log)
-
-
-def wait_healthy(server: Server, *, timeout: float = 90.0) -> float:
-    """Seconds from spawn to ``/_stcore/health`` answering ok."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}; see {server.log}")
-        try:
-            with urllib.request.urlopen(server.url + "/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return time.perf_counter() - server.started
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"{server.name} did not become healthy in {timeout:.0f} s; see {server.log}")
-
-
-def stop_server(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
-        try:
-            server.proc.wait(timeout=3)  # Streamlit can take long to shut down; nothing is lost by a kill
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return kids
-
-
-def resident_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of ``pid`` and its descendants, in MB (1e6 bytes)."""
-    total = {"rss_mb": 0.0, "peak_rss_mb": 0.0, "processes": 0}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        total["rss_mb"] += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024 / 1e6
-        total["peak_rss_mb"] += int(fields.get("VmHWM", "0 kB").split()[0]) * 1024 / 1e6
-        total["processes"] += 1
-        todo += _children(p)
-    return {k: round(v, 1) for k, v in total.items()}
-
-
-def server_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("CVAE_ARCHIVE_URL", f"sqlite:///{tmp / 'archive.db'}")  # never the user's archive
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("MALLOC_ARENA_MAX", "2")  # as `make run` starts the app (see the Makefile)
-    return env
+def start(name: str, script: Path, env: dict[str, str], logs: Path, *, python: str | None = None) -> Server:
+    """One of the compared servers; the baseline runs from its own tree with our checkpoints."""
+    if name != "baseline":
+        return start_server(name, script, env, logs, python=python)
+    env = {**env, "CVAE_CHECKPOINT_DIR": env.get("CVAE_CHECKPOINT_DIR") or str(ROOT / "checkpoints")}
+    return start_server(name, script, env, logs, python=python, root=script.parent.parent)
 
 
 @contextmanager
@@ -236,16 +155,6 @@ def open_page(b: Any, url: str) -> Any:
 def wait_idle(page: Any, *, settle: float = 0.3, timeout: float = TIMEOUT_MS) -> None:
     page.wait_for_function(IDLE, timeout=timeout)
     time.sleep(settle)
-
-
-def stroke_points(box: dict[str, float], digit: str, rng: random.Random) -> list[tuple[float, float]]:
-    """The digit's stroke in page pixels, shifted and scaled a little so no two inputs are the same."""
-    dx, dy, s = rng.uniform(-0.06, 0.06), rng.uniform(-0.06, 0.06), rng.uniform(0.85, 1.1)
-    pts = []
-    for x, y in STROKES[digit]:
-        pts.append((box["x"] + box["width"] * (0.5 + s * (x - 0.5) + dx),
-                    box["y"] + box["height"] * (0.5 + s * (y - 0.5) + dy)))
-    return pts
 
 
 def canvas_box(page: Any, *, timeout: float = TIMEOUT_MS) -> dict[str, float]:
@@ -379,7 +288,7 @@ def cold_starts(b: Any, env: dict[str, str], logs: Path, *, trials: int, python:
     samples: dict[str, dict[str, list[float]]] = {a: {"healthy": [], "canvas": [], "first_digit": []} for a in names}
     for i in range(trials):
         for who in names[i % len(names):] + names[: i % len(names)]:
-            server = start_server(who, scripts[who], env, logs, python=python)
+            server = start(who, scripts[who], env, logs, python=python)
             try:
                 healthy = wait_healthy(server)
                 page = open_page(b, server.url)
@@ -416,10 +325,10 @@ def run(*, quick: bool = False, trials: int | None = None, cold_trials: int | No
     with tempfile.TemporaryDirectory(prefix="cvae-bench-browser-") as tmp, browser() as b:
         logs = Path(tmp)
         env = server_env(logs)
-        servers = {"app": start_server("app", APP, env, logs, python=python),
-                   "floor": start_server("floor", FLOOR, env, logs, python=python)}
+        servers = {"app": start("app", APP, env, logs, python=python),
+                   "floor": start("floor", FLOOR, env, logs, python=python)}
         if baseline_app is not None:
-            servers["baseline"] = start_server("baseline", baseline_app, env, logs, python=python)
+            servers["baseline"] = start("baseline", baseline_app, env, logs, python=python)
         try:
             for s in servers.values():
                 wait_healthy(s)

@@ -34,8 +34,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import TARGETS, Shipped, canvas_png, partner, profile_top, summarise, time_calls
-from cvae_core import inference
+from benchmarks.profiling import profile_top
+from benchmarks.strokes import canvas_png
+from benchmarks.targets import TARGETS
+from benchmarks.timing import summarise, time_calls
+from cvae_core import catalogue, inference
+from cvae_core.catalogue import ModelEntry
 from cvae_core.preprocess import prepare_array, prepare_bytes
 
 GRID_N = 20
@@ -46,12 +50,12 @@ def _generator() -> torch.Generator:
     return torch.Generator().manual_seed(SEED)
 
 
-def _classify(m: Shipped, x: torch.Tensor) -> int:
+def _classify(m: ModelEntry, x: torch.Tensor) -> int:
     probs, _, _ = inference.classify(m.model, x, k=m.k, generator=_generator())
     return int(probs[0].argmax())
 
 
-def _read_separately(m: Shipped, x: torch.Tensor) -> None:
+def _read_separately(m: ModelEntry, x: torch.Tensor) -> None:
     """What ``app.common.read`` computes for one model and one input, helper by helper."""
     label = _classify(m, x)
     y = torch.tensor([label])
@@ -65,13 +69,13 @@ def canvas_array(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
 
 
-def cases(models: list[Shipped], m: Shipped, png: bytes) -> dict[str, Callable[[], Any]]:
+def cases(models: list[ModelEntry], m: ModelEntry, png: bytes) -> dict[str, Callable[[], Any]]:
     """The timed calls for model ``m``; each is a complete, self-contained call."""
     x = prepare_bytes(png).tensor  # (1, 1, 28, 28)
     rgba = canvas_array(png)
     label = _classify(m, x)
     y = torch.tensor([label])
-    other = partner(models, m)
+    other = catalogue.partner(models, m)
     z = torch.zeros(1, m.latent_dim)
 
     def draw_pipeline() -> None:
@@ -115,7 +119,7 @@ def _ab(fns: dict[str, Callable[[], Any]], *, runs: int, budget_s: float, rounds
     return {name: summarise(s) for name, s in samples.items()}
 
 
-def _layouts(m: Shipped, x: torch.Tensor, *, runs: int, budget_s: float) -> dict[str, Any]:
+def _layouts(m: ModelEntry, x: torch.Tensor, *, runs: int, budget_s: float) -> dict[str, Any]:
     """A conv model's classify batches (encode 10 images, decode 10 * K codes) and 20x20 grid
     (decode 400 codes), called on the model directly in each memory layout."""
     nhwc = m.model  # ``cvae_core.inference`` already put it in channels-last
@@ -141,12 +145,12 @@ def _layouts(m: Shipped, x: torch.Tensor, *, runs: int, budget_s: float) -> dict
     }
 
 
-def variants(models: list[Shipped], m: Shipped, png: bytes, *, quick: bool) -> dict[str, Any]:
+def variants(models: list[ModelEntry], m: ModelEntry, png: bytes, *, quick: bool) -> dict[str, Any]:
     """The draw pipeline through the separate helpers, one torch thread, and the conv layouts."""
     x = prepare_bytes(png).tensor
     runs, budget = (8, 1.0) if quick else (80, 3.0)
     timed = cases(models, m, png)
-    other = partner(models, m)
+    other = catalogue.partner(models, m)
 
     def separately() -> None:  # the draw pipeline before ``inference.read``
         xi = prepare_bytes(png).tensor
@@ -177,7 +181,7 @@ def variants(models: list[Shipped], m: Shipped, png: bytes, *, quick: bool) -> d
     return out
 
 
-def what_if(models: list[Shipped], m: Shipped, png: bytes, *, quick: bool) -> dict[str, Any]:
+def what_if(models: list[ModelEntry], m: ModelEntry, png: bytes, *, quick: bool) -> dict[str, Any]:
     """The same calls under changes the app could make: fewer importance samples, one torch
     thread. Numbers to choose a fix by, not targets."""
     x = prepare_bytes(png).tensor
@@ -248,7 +252,7 @@ RUNS = {"preprocess": 200, "preprocess_array": 200, "classify": 200, "read": 200
 LIMITS = {"draw_pipeline": "draw pipeline p95", "decode": "decode p95", "grid_20x20": "20x20 grid p95"}
 
 
-def run(models: list[Shipped], *, quick: bool = False) -> dict[str, Any]:
+def run(models: list[ModelEntry], *, quick: bool = False) -> dict[str, Any]:
     png = canvas_png("2")
     out: dict[str, Any] = {"k": {m.name: m.k for m in models}, "grid_n": GRID_N, "models": {}}
     out["preprocess"] = preprocessing(png, quick=quick)
@@ -256,7 +260,7 @@ def run(models: list[Shipped], *, quick: bool = False) -> dict[str, Any]:
     print(f"  preprocess p50 / p95: canvas PNG {pre['canvas_png']['p50']:.2f} / {pre['canvas_png']['p95']:.2f} ms, "
           f"canvas array {pre['canvas_array']['p50']:.2f} / {pre['canvas_array']['p95']:.2f} ms", flush=True)
     for m in models:
-        other = partner(models, m)
+        other = catalogue.partner(models, m)
         row: dict[str, Any] = {"partner": other.name if other else None}
         timed = cases(models, m, png)
         for name, fn in timed.items():

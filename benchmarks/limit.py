@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.common import Shipped, quiet_stderr
+from benchmarks.profiling import quiet_stderr
 from benchmarks.throughput import training_layout
+from cvae_core.catalogue import ModelEntry
 from cvae_core.data import to_float
 from cvae_core.models import CVAE, build_model, cvae_loss
 
@@ -153,7 +154,7 @@ def profile_step(model: CVAE, images: torch.Tensor, labels: torch.Tensor, *, ste
     return {k: round(v, 2) for k, v in sorted(split.items(), key=lambda kv: -kv[1])}
 
 
-def run(models: list[Shipped], *, quick: bool = False, throughput: dict[str, Any] | None = None,
+def run(models: list[ModelEntry], *, quick: bool = False, throughput: dict[str, Any] | None = None,
         data: Any = None) -> dict[str, Any]:
     from cvae_core.data import load_mnist
 

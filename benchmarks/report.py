@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import load as load_benchmark
 from benchmarks import recognition_tables, tables
 from benchmarks.browser import browser
-from benchmarks.common import RESULTS_JSON, ROOT
+from benchmarks.paths import RESULTS_JSON, ROOT
 from cvae_core import inference
 from cvae_core.checkpoints import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
 from cvae_core.corruptions import CORRUPTIONS
@@ -166,7 +167,8 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
             parts += ["Scaling:", "", tables.scaling_lines(sc), ""]
         load = (results.get("sections") or {}).get("load")
         if load and not load.get("quick"):
-            parts += ["A classroom on one server (`python -m benchmarks.load`):", "", *tables.load_lines(load), ""]
+            parts += ["A classroom on one server core, without browsers (`python -m benchmarks.load`):", "",
+                      *load_benchmark.report_lines(load), ""]
     parts.append(END)
     return "\n".join(parts)
 

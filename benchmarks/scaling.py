@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import Shipped, summarise, time_calls
+from benchmarks.timing import summarise, time_calls
 from cvae_core import inference
+from cvae_core.catalogue import ModelEntry
 from cvae_core.config import TrainConfig
 from cvae_core.data import MNIST, load_mnist, to_float
 from cvae_core.models import build_model
@@ -28,7 +29,7 @@ from cvae_core.train import set_seed, train_one_epoch
 BATCHES = (1, 4, 16, 64, 256, 1024)
 
 
-def inference_scaling(m: Shipped, data: MNIST, *, quick: bool) -> list[dict[str, float]]:
+def inference_scaling(m: ModelEntry, data: MNIST, *, quick: bool) -> list[dict[str, float]]:
     rows = []
     for b in BATCHES:
         x, y = to_float(data.test_images[:b]), data.test_labels[:b]
@@ -39,7 +40,7 @@ def inference_scaling(m: Shipped, data: MNIST, *, quick: bool) -> list[dict[str,
     return rows
 
 
-def training_scaling(m: Shipped, data: MNIST, *, quick: bool) -> dict[str, Any]:
+def training_scaling(m: ModelEntry, data: MNIST, *, quick: bool) -> dict[str, Any]:
     sizes = (256, 512, 1024) if quick else (1000, 2000, 4000, 8000)
     cfg = TrainConfig()
     rows = []
@@ -64,7 +65,7 @@ def training_scaling(m: Shipped, data: MNIST, *, quick: bool) -> dict[str, Any]:
             "r2": round(float(r2), 4), "full_epoch_seconds_predicted": round(float(intercept + slope * 55000), 1)}
 
 
-def run(models: list[Shipped], *, quick: bool = False, data: MNIST | None = None) -> dict[str, Any]:
+def run(models: list[ModelEntry], *, quick: bool = False, data: MNIST | None = None) -> dict[str, Any]:
     data = data or load_mnist(checksums=False)
     out: dict[str, Any] = {"inference": {}, "training": {}}
     for m in models:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.common import TARGETS
+from benchmarks.targets import TARGETS
 
 
 def _get(d: dict[str, Any], *keys: str) -> Any:
@@ -235,44 +235,3 @@ def markdown(results: dict[str, Any], *, heading: str = "##") -> str:
         parts += [f"\n{heading}# Scaling\n", scaling_lines(s["scaling"])]
     return "\n".join(parts) + "\n"
 
-
-def load_lines(section: dict[str, Any]) -> list[str]:
-    """The classroom load run (``benchmarks.load``): one row per number of sessions, then its targets."""
-    head = ["sessions", "digits", "stroke -> digit p50", "p95", "max", "errors", "saves lost", "server CPU per digit",
-            "server RSS (max)", "server core busy", "client core busy"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for n, r in section.get("levels", {}).items():
-        lat = r.get("latency_ms") or {}
-        saves = r.get("saves") or {}
-        lines.append("| " + " | ".join([
-            str(n), str(r.get("digits")), "—" if not lat else f"{lat['p50'] / 1000:.2f} s",
-            "—" if not lat else f"{lat['p95'] / 1000:.2f} s",
-            "—" if r.get("max_ms") is None else f"{r['max_ms'] / 1000:.2f} s", str(r.get("errors")),
-            f"{saves.get('lost', '—')} of {saves.get('confirmed', '—')}",
-            "—" if r.get("server_cpu_per_digit_s") is None else f"{r['server_cpu_per_digit_s']:.2f} s",
-            f"{r['server_rss_mb']['max']:.0f} MB", f"{r.get('server_core_busy_percent', 0):.0f} %",
-            f"{r.get('client_core_busy_percent', 0):.0f} %",
-        ]) + " |")
-    cpd = section.get("cpu_per_digit") or {}
-    twenty = section.get("levels", {}).get("20") or {}
-    lat20 = (twenty.get("latency_ms") or {}).get("p95")
-    rows = [
-        ("server CPU per drawn digit (one session)", cpd.get("median_s"), "s", "<= 0.15 s", lambda v: v <= 0.15),
-        ("stroke -> digit p95, 20 sessions, one core", None if lat20 is None else lat20 / 1000, "s", "<= 1.5 s",
-         lambda v: v <= 1.5),
-        ("errors, 20 sessions", twenty.get("errors"), "", "0", lambda v: v == 0),
-        ("saves lost, every run", sum((r.get("saves") or {}).get("lost", 0) for r in section.get("levels", {}).values()),
-         "", "0", lambda v: v == 0),
-        ("server RSS, 20 sessions, every model", (twenty.get("server_rss_mb") or {}).get("max"), "MB", "<= 700 MB",
-         lambda v: v <= 700),
-    ]
-    lines += ["", "| target | measured | bound | met |", "|---|---|---|---|"]
-    for label, value, unit, bound, ok in rows:
-        shown = "not measured" if value is None else f"{_num(float(value))} {unit}".strip()
-        lines.append(f"| {label} | {shown} | {bound} | {'—' if value is None else 'yes' if ok(value) else '**no**'} |")
-    lines += ["", f"The {section.get('pinning', '')}. Each session draws a digit every {section.get('interval_s'):g} s "
-              f"for {section.get('duration_s'):g} s and saves one digit in {section.get('save_every')}; 1-minute load "
-              f"average before and after: {section.get('load_average')}. A client core near 100 % busy means the "
-              "browsers, not the server, set the latency: real Chromium sessions on one core cannot load the "
-              "server beyond a few sessions, so the latencies above N = 1 measure the client."]
-    return lines

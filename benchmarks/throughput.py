@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from benchmarks.common import Shipped
+from cvae_core.catalogue import ModelEntry
 from cvae_core.config import TrainConfig
 from cvae_core.data import FILES, MNIST, batches, find_file, load_mnist
 from cvae_core.models import build_model, cvae_loss
@@ -67,7 +67,7 @@ def training_layout(model: torch.nn.Module) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last) if model.config.arch == "conv" else model
 
 
-def time_ours(m: Shipped, images: torch.Tensor, labels: torch.Tensor) -> float:
+def time_ours(m: ModelEntry, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Seconds for one epoch of ``train_one_epoch`` over (images, labels)."""
     set_seed(0)
     model = training_layout(build_model(m.ckpt.config))
@@ -98,7 +98,7 @@ def reference_epoch(model: torch.nn.Module, loader: DataLoader, opt: torch.optim
         sched.step()
 
 
-def time_reference(m: Shipped, dataset: Any, n: int) -> float:
+def time_reference(m: ModelEntry, dataset: Any, n: int) -> float:
     set_seed(0)
     model = build_model(m.ckpt.config)
     opt, sched = _optimiser(model, math.ceil(n / BATCH) * 2, ours=False)
@@ -127,7 +127,7 @@ def data_only(images: torch.Tensor, labels: torch.Tensor, dataset: Any) -> dict[
             "speedup": round(ref / ours, 1)}
 
 
-def shipped_training(models: list[Shipped]) -> dict[str, Any]:
+def shipped_training(models: list[ModelEntry]) -> dict[str, Any]:
     """Full training time of each shipped checkpoint, from its own metadata."""
     out = {}
     for m in models:
@@ -147,7 +147,7 @@ def shipped_training(models: list[Shipped]) -> dict[str, Any]:
     return out
 
 
-def run(models: list[Shipped], *, quick: bool = False, data: MNIST | None = None) -> dict[str, Any]:
+def run(models: list[ModelEntry], *, quick: bool = False, data: MNIST | None = None) -> dict[str, Any]:
     data = data or load_mnist(checksums=False)
     n = 1280 if quick else 6400
     reps = 1 if quick else 2

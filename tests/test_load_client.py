@@ -1,0 +1,71 @@
+"""The browserless load client (``benchmarks.load`` over ``benchmarks.streamlit_client``) against the
+real app: what it sends is what the Draw page reads, at N = 1.
+
+One session opens the Draw page of a ``streamlit run`` server (committed checkpoints, an archive of
+its own) and, for ten MNIST test digits, presses Clear, sends the canvas value a browser sends and
+saves the digit, as every session of the load benchmark does. The answers must be the digits'
+labels (the shipped recogniser reads the test set 97 % right: at most one miss in ten), every
+answer must have arrived, and every confirmed save must be in the archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import load
+from benchmarks.servers import server_env, start_server, stop_server, wait_healthy
+from benchmarks.strokes import canvas_value
+
+DIGITS = 10
+
+
+def test_canvas_value_is_what_the_canvas_sends():
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[4:24, 13:15] = 255  # a "1"
+    value = json.loads(canvas_value(digit))
+    drawing = value["drawing"]
+    assert drawing["data"].startswith("data:image/png;base64,")
+    (stroke,) = drawing["raw"]["objects"]
+    assert stroke["type"] == "Path" and stroke["path"][0][0] == "M"
+    assert 130 <= stroke["left"] <= 150 and stroke["height"] == pytest.approx(190)
+
+
+def test_one_session_draws_reads_and_saves(data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("CVAE_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("CVAE_CHECKPOINT_DIR", raising=False)  # the committed checkpoints
+    env = server_env(tmp_path)
+    server = start_server("app", load.APP, env, tmp_path, watch_files=False)
+    try:
+        wait_healthy(server, timeout=load.SETUP_TIMEOUT_S)
+        tally, saved = asyncio.run(session_of_digits(server.url, env["CVAE_ARCHIVE_URL"]))
+    finally:
+        stop_server(server)
+    assert tally.errors == []
+    assert tally.missed == 0 and len(tally.latencies_s) == DIGITS
+    assert tally.right >= DIGITS - 1, f"{tally.right} of {DIGITS} read right"
+    assert tally.saves_confirmed == DIGITS and saved == DIGITS
+
+
+async def session_of_digits(url: str, archive_url: str) -> tuple[load.Tally, int]:
+    digits = load.Digits(DIGITS, seed=1)
+    session = await load.Session.open(url, timeout=load.SETUP_TIMEOUT_S)
+    tally = load.Tally()
+    try:
+        for _ in range(DIGITS):
+            await load.one_digit(session, digits, tally, clear=True, save=True, timeout=load.SETUP_TIMEOUT_S)
+    finally:
+        await session.close()
+    return tally, load.archive_count(archive_url)
+
+
+def test_the_knee_counts_missed_digits_as_never_answered():
+    quick = [0.1] * 99
+    assert load.p95_with_missed(quick, 0) == pytest.approx(0.1)
+    assert load.p95_with_missed(quick, 10) == float("inf")  # 10 % missed: the p95 is never
+    levels = {"1": {"p95_with_missed_s": 0.1}, "20": {"p95_with_missed_s": 1.2}, "40": {"p95_with_missed_s": None}}
+    assert load.knee(levels) == 20
+    assert load.knee({"1": {"p95_with_missed_s": 2.0}}) is None
