@@ -96,7 +96,8 @@ def show_answer(entry: ModelEntry, mine: reading.Recognition) -> None:
                    help="The probabilities are calibrated: of the answers given with 60 % confidence, about 60 % "
                         "are right. Below that the page names the two best candidates instead of one answer.")
     elif not reading.has_digit_check(entry):
-        st.caption("No “not a digit” check: this model has no evaluation recorded.")
+        st.caption("No “not a digit” check: this model cannot tell.",
+                   help=reading.CANNOT_TELL.format(name=escape_markdown(entry.name)))
 
 
 def show_partner_line(entry: ModelEntry, mine: reading.Recognition, theirs: reading.Recognition | None,

@@ -13,7 +13,7 @@ import streamlit as st
 
 from app import archive_ui, cached_models
 from app.markdown import escape_markdown
-from cvae_core.catalogue import ModelEntry, canonical
+from cvae_core.catalogue import ModelEntry, is_paper_model
 from cvae_core.summary import summary
 
 LOSS_CONVENTION = (
@@ -27,7 +27,7 @@ GROUP_NAMES = {"paper": "Paper", "recogniser": "Recogniser", "variant": "Variant
 
 def group(entry: ModelEntry) -> str:
     """"paper" (the paper's plain models), "recogniser" or "variant" (everything else)."""
-    if entry.role == "paper" or (entry.role is None and canonical(entry) and not entry.config.background):
+    if is_paper_model(entry.info, name=entry.name):
         return "paper"
     return "recogniser" if entry.role == "recogniser" else "variant"
 

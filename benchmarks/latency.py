@@ -39,6 +39,7 @@ from benchmarks.strokes import canvas_png
 from benchmarks.targets import TARGETS
 from benchmarks.timing import summarise, time_calls
 from cvae_core import catalogue, inference
+from cvae_core.calibration import Calibration
 from cvae_core.catalogue import ModelEntry
 from cvae_core.preprocess import prepare_array, prepare_bytes
 
@@ -50,8 +51,13 @@ def _generator() -> torch.Generator:
     return torch.Generator().manual_seed(SEED)
 
 
+def _calibration(m: ModelEntry) -> Calibration:
+    """The model's calibration (K, temperature), as the app builds it."""
+    return Calibration.for_checkpoint(m.info)
+
+
 def _classify(m: ModelEntry, x: torch.Tensor) -> int:
-    probs, _, _ = inference.classify(m.model, x, k=m.k, generator=_generator())
+    probs, _, _ = inference.classify(m.model, x, calibration=_calibration(m), generator=_generator())
     return int(probs[0].argmax())
 
 
@@ -80,15 +86,15 @@ def cases(models: list[ModelEntry], m: ModelEntry, png: bytes) -> dict[str, Call
 
     def draw_pipeline() -> None:
         xi = prepare_bytes(png).tensor
-        reading = inference.read(m.model, xi, k=m.k, generator=_generator())  # recon and restyle included
+        reading = inference.read(m.model, xi, calibration=_calibration(m), generator=_generator())  # recon and restyle included
         if other is not None:
             inference.reconstruct(other.model, xi, reading.labels)
 
     def app_rerun() -> None:
         xi = prepare_array(rgba).tensor
-        inference.read(m.model, xi, k=m.k, generator=_generator())
+        inference.read(m.model, xi, calibration=_calibration(m), generator=_generator())
         if other is not None:
-            inference.read(other.model, xi, k=other.k, generator=_generator())
+            inference.read(other.model, xi, calibration=_calibration(other), generator=_generator())
 
     def app_rerun_separate() -> None:
         xi = prepare_array(rgba).tensor
@@ -100,7 +106,7 @@ def cases(models: list[ModelEntry], m: ModelEntry, png: bytes) -> dict[str, Call
         "preprocess": lambda: prepare_bytes(png),
         "preprocess_array": lambda: prepare_array(rgba),
         "classify": lambda: _classify(m, x),
-        "read": lambda: inference.read(m.model, x, k=m.k, generator=_generator()),
+        "read": lambda: inference.read(m.model, x, calibration=_calibration(m), generator=_generator()),
         "reconstruct": lambda: inference.reconstruct(m.model, x, y),
         "decode": lambda: inference.decode(m.model, z, y),
         "grid_20x20": lambda: inference.latent_grid(m.model, label, GRID_N),

@@ -32,6 +32,7 @@ from benchmarks import recognition_tables, tables
 from benchmarks.browser import browser
 from benchmarks.paths import RESULTS_JSON, ROOT
 from cvae_core import inference
+from cvae_core.catalogue import is_paper_model
 from cvae_core.checkpoints import Checkpoint, checkpoint_dir, list_checkpoints, load_checkpoint
 from cvae_core.corruptions import CORRUPTIONS
 from cvae_core.data import DataError, load_mnist
@@ -66,10 +67,10 @@ def order(c: Checkpoint) -> tuple[int, bool, str, str]:
 
 
 def by_latent(ckpts: list[Checkpoint]) -> dict[int, list[Checkpoint]]:
-    """The paper's (plain) models grouped by latent size: the conv-vs-MLP comparison."""
+    """The paper's models (``catalogue.is_paper_model``) grouped by latent size: the conv-vs-MLP comparison."""
     out: dict[int, list[Checkpoint]] = {}
     for c in sorted(ckpts, key=order):
-        if is_cvae(c) and not is_hybrid(c) and c.meta.get("role") not in ("recogniser", "reference"):
+        if is_paper_model(c.info, name=c.name):
             out.setdefault(c.config.latent_dim, []).append(c)
     return out
 

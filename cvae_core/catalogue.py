@@ -8,8 +8,10 @@ Neither raises. Every caller uses these entries and rules: ``predict``, ``checkp
 the benchmarks, and the app, which only caches them.
 
 Pairing rules: ``default_model`` (what a page shows first), ``partner`` (the other architecture
-to compare with), ``closest`` (by latent size), ``paper_pair`` (the paper's plain conv-N and
-mlp-N) and ``default_recogniser`` (what ``predict`` uses when given no checkpoint).
+to compare with), ``closest`` (by latent size), ``is_paper_model`` (one of the paper's plain
+models: the sidebar's group, the report's conv-vs-MLP tables), ``paper_pair`` (the paper's conv-N
+and mlp-N) and ``default_recogniser`` (what ``predict`` and the app use when given no choice:
+among the models the folder's manifest vouches for, when there are any).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from cvae_core.calibration import Calibration
 from cvae_core.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -29,11 +32,11 @@ from cvae_core.checkpoints import (
     Evaluation,
     checkpoint_dir,
     load_checkpoint,
+    manifest_lists,
     paths_for,
     read_checked,
 )
 from cvae_core.config import ModelConfig
-from cvae_core.inference import DEFAULT_K
 from cvae_core.models import CVAE, MODELS
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class ModelEntry:
     info: CheckpointMeta | None = None
     error: str | None = None
     ckpt: Checkpoint | None = None  # set by ``load``
+    verified: bool = False  # both files are listed in (and so checked against) the folder's manifest
 
     @property
     def ok(self) -> bool:
@@ -89,12 +93,8 @@ class ModelEntry:
 
     @property
     def k(self) -> int:
-        """Importance samples per label: the calibrated K (``recognition``), else as many as the
-        evaluation that set the likelihood threshold used."""
-        if self.info.recognition is not None:
-            return self.info.recognition.k
-        ev = self.info.evaluation
-        return ev.k if ev is not None and ev.k else DEFAULT_K
+        """Importance samples per label: its calibration's (``Calibration.for_checkpoint``)."""
+        return Calibration.for_checkpoint(self.info).k
 
     @property
     def model(self) -> CVAE:
@@ -150,7 +150,8 @@ def describe(weights: Path, sig: str | None = None) -> ModelEntry:
     except Exception as e:
         log.exception("unexpected error describing %s", weights)
         return dataclasses.replace(entry, error=printable(f"{weights.name}: could not be read ({type(e).__name__}: {e})"))
-    return dataclasses.replace(entry, info=meta)
+    weights_path, meta_path = paths_for(weights)
+    return dataclasses.replace(entry, info=meta, verified=manifest_lists(weights.parent, (weights_path.name, meta_path.name)))
 
 
 def discover(folder: str | Path | None = None) -> list[ModelEntry]:
@@ -192,12 +193,23 @@ def partner(entries: Sequence[ModelEntry], entry: ModelEntry) -> ModelEntry | No
     return ranked[0] if ranked else None
 
 
+def is_paper_model(meta: CheckpointMeta, *, name: str) -> bool:
+    """One of the paper's plain CVAEs: role "paper"; or, with no role recorded, named as
+    ``cvae_core.train`` names its output (``conv-2``, ``mlp-16``) and trained as the paper does
+    (no "not a digit" condition, no hybrid term, not fine-tuned from another model)."""
+    if meta.role is not None:
+        return meta.role == "paper"
+    config = meta.config
+    return (config.arch in MODELS and name == f"{config.arch}-{config.latent_dim}" and not config.background
+            and meta.training.disc_weight == 0 and not meta.training.init)
+
+
 def paper_pair(entries: Sequence[ModelEntry], latent_dim: int) -> tuple[ModelEntry, ModelEntry] | None:
-    """The paper's plain models at ``latent_dim``: conv and MLP with role "paper", else the
-    canonically named ``conv-N`` and ``mlp-N`` without another role; None when either is missing."""
+    """The paper's models (``is_paper_model``) at ``latent_dim``, conv and MLP, those with role
+    "paper" first; None when either is missing."""
     def pick(arch: str) -> ModelEntry | None:
         fits = [e for e in usable(entries) if e.arch == arch and e.latent_dim == latent_dim
-                and (e.role == "paper" or (e.role is None and canonical(e)))]
+                and is_paper_model(e.info, name=e.name)]
         return min(fits, key=lambda e: (e.role != "paper", e.name), default=None)
 
     conv, mlp = pick("conv"), pick("mlp")
@@ -211,8 +223,11 @@ def _score(value: float | None) -> float:
 def recogniser_ranking(entries: Sequence[ModelEntry]) -> list[ModelEntry]:
     """Usable entries best recogniser first: those with role "recogniser" by mean accuracy over
     the corruptions (``robustness.mean_accuracy``), then clean accuracy; when no entry has that
-    role, every entry by clean accuracy (the evaluation's)."""
+    role, every entry by clean accuracy (the evaluation's). When the folder's manifest vouches
+    for some models (``verified``: the shipped ones), only those are ranked, so a copy with
+    doctored figures dropped beside them never becomes every session's landing model."""
     candidates = usable(entries)
+    candidates = [e for e in candidates if e.verified] or candidates
     recognisers = [e for e in candidates if e.role == "recogniser"]
     if recognisers:
         return sorted(recognisers, key=lambda e: (-_score(e.info.robust_accuracy), -_score(e.info.accuracy), e.name))

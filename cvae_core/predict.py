@@ -8,8 +8,10 @@ digit and the calibrated probability of each label (``cvae_core.calibration``), 
 the image does not look like a digit; with ``--json``, one object per line:
 {"file", "label", "probs", "digit", "not_digit_score"} or {"file", "error"}, the error a
 sentence for a person. ``digit`` is false when the model judges the input not to be a digit
-(then ``label`` is only its best guess); ``not_digit_score`` is p(not a digit) for models with a
-background condition, the best log-likelihood in nats for the others, null when there is none.
+(then ``label`` is only its best guess) and null when the model cannot tell (no background
+condition and no likelihood threshold fitted on distorted validation digits; a note on stderr
+says so); ``not_digit_score`` is p(not a digit) for models with a background condition, the best
+log-likelihood in nats for the others, null when there is none.
 A bad file (missing, a folder, too large, not an image, damaged, no digit) never stops the
 others. Exit code: 0 all recognised, 1 some failed, 2 bad usage or no usable model.
 """
@@ -25,13 +27,11 @@ from pathlib import Path
 
 import torch
 
-from cvae_core.calibration import Calibration
+from cvae_core.calibration import MAX_K, Calibration
 from cvae_core.catalogue import default_recogniser, discover
 from cvae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from cvae_core.inference import classify
 from cvae_core.preprocess import MAX_BYTES, InputError, prepare_bytes
-
-MAX_K = 1024  # importance samples per label; more costs time and memory for no visible gain
 
 
 def best_checkpoint() -> Checkpoint:
@@ -66,7 +66,7 @@ def read_limited(path: Path) -> bytes:
 def recognise_file(ckpt: Checkpoint, path: Path, *, k: int | None, seed: int) -> dict:
     prepared = prepare_bytes(read_limited(path))
     gen = torch.Generator().manual_seed(seed)
-    cal = Calibration.for_checkpoint(ckpt.meta)
+    cal = Calibration.for_checkpoint(ckpt.info)
     probs, raw, not_digit = classify(ckpt.model, prepared.tensor, k=k, generator=gen, calibration=cal)
     p = probs[0].tolist()
     if not all(0.0 <= v <= 1.0 for v in p):  # NaN fails both comparisons
@@ -74,7 +74,8 @@ def recognise_file(ckpt: Checkpoint, path: Path, *, k: int | None, seed: int) ->
     flags, score = cal.not_a_digit(raw, not_digit)
     return {
         "file": _shown(path), "label": int(max(range(len(p)), key=p.__getitem__)), "probs": [round(v, 6) for v in p],
-        "digit": not bool(flags[0]), "not_digit_score": None if score is None else round(float(score[0]), 6),
+        "digit": not bool(flags[0]) if cal.can_tell else None,
+        "not_digit_score": None if score is None else round(float(score[0]), 6),
     }
 
 
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not Calibration.for_checkpoint(ckpt.info).can_tell:
+        print(f"note: {ckpt.name} cannot tell whether an image is a digit at all (no \"not a digit\" condition and "
+              "no likelihood threshold fitted on distorted validation digits): it always names a digit", file=sys.stderr)
     failed = 0
     for path in args.images:
         try:
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result['file']}: error: {result['error']}", flush=True)
         else:
             probs = "  ".join(f"{d}:{q:.3f}" for d, q in enumerate(result["probs"]))
-            answer = result["label"] if result["digit"] else f"not a digit (best guess {result['label']})"
+            answer = result["label"] if result["digit"] is not False else f"not a digit (best guess {result['label']})"
             print(f"{result['file']}: {answer}  ({probs})", flush=True)
     return 1 if failed else 0
 

@@ -1,16 +1,21 @@
 """How well a recogniser holds up outside MNIST's clean test set, and how honest its confidence is.
 
-    python -m cvae_core.robustness --checkpoint checkpoints/conv-16-robust            # calibrate + suite
+    python -m cvae_core.robustness --checkpoint checkpoints/mlp-16-recogniser          # calibrate + suite
+    python -m cvae_core.robustness --checkpoint checkpoints/mlp-16 --calibrate-only    # calibration only
     python -m cvae_core.robustness --checkpoint checkpoints/cnn-reference --json
-    python -m cvae_core.robustness --checkpoint checkpoints/conv-16-robust --data class-7b.npz --no-write
+    python -m cvae_core.robustness --checkpoint checkpoints/mlp-16-recogniser --data class.npz
 
 1. **Calibration**, on the validation split the model was trained beside (never the test set):
-   the importance samples K (the smallest within 0.1 % of the best accuracy), a temperature on the
-   scores (``cvae_core.calibration``) fitted on validation digits like the training data (clean,
-   plus distorted copies for a model trained with ``--augment``) and, for a model with a
-   background condition, non-digits from the training generator under a fresh seed;
-   the "not a digit" threshold keeps at least 99 % of clean validation digits. Stored in the
-   checkpoint's ``recognition`` metadata, used by ``predict``, ``evaluate`` and the app.
+   the importance samples K (the smallest within 0.1 % of the best accuracy on the clean
+   validation digits), a temperature on the scores and the "not a digit" threshold
+   (``cvae_core.calibration.fit``). The validation digits are scored clean and as distorted
+   copies (the training augmentation), and for a model with a background condition beside
+   non-digits from the training generator under a fresh seed. The temperature is fitted on data
+   like the training data (``--temperature-on training``, the default) or on the distorted copies
+   (``distorted``); the threshold lets through 99 % of the clean and 95 % of the distorted digits,
+   for a model without a background condition as a threshold on the best log-likelihood. Stored
+   in the checkpoint's ``recognition`` metadata; ``predict``, ``evaluate`` and the app read it
+   through ``Calibration.for_checkpoint``. ``--calibrate-only`` stops here.
 2. **The suite**, on the 10,000 test digits: every corruption of ``cvae_core.corruptions`` at each
    of its severities (fixed seed): accuracy, expected calibration error (15 bins) and the share
    flagged "not a digit"; the mean corruption accuracy over all, over those seen in training and
@@ -23,7 +28,7 @@
 Results go into the checkpoint's ``robustness`` metadata (unless ``--no-write``), with the number
 of test digits they were measured on (``--limit`` measures fewer, for slow models).
 With ``--data`` (a labelled set exported from the archive: IDX files, a zip of them, or .npz)
-it scores that set instead and writes nothing.
+it scores that set with the model's calibration instead and writes nothing.
 """
 
 from __future__ import annotations
@@ -33,18 +38,20 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from cvae_core import nondigits
+from cvae_core import calibration, nondigits
 from cvae_core.augment import Augment, augment
-from cvae_core.calibration import Calibration, auroc, expected_calibration_error, fit_temperature
-from cvae_core.checkpoints import CheckpointError, code_version, load_checkpoint, now_iso, update_metadata
+from cvae_core.calibration import TEMPERATURE_DATA, Calibration, auroc, expected_calibration_error
+from cvae_core.checkpoints import Checkpoint, CheckpointError, code_version, load_checkpoint, now_iso, update_metadata
 from cvae_core.corruptions import CORRUPTIONS, corrupt
 from cvae_core.data import MNIST, DataError, load_mnist, to_float
+from cvae_core.evaluate import labelled_set
 from cvae_core.inference import scores
 from cvae_core.models import CVAE, DigitCNN
 
@@ -52,7 +59,6 @@ SEED = 0
 BATCH = 250
 PER_IMAGE_LIMIT = 2000  # test digits for the corruptions that run the app's preprocessing per image
 K_CHOICES = (1, 4, 8)
-DIGITS_KEPT = 0.99  # share of clean validation digits the "not a digit" threshold lets through
 NOISE_TARGET_SIGMA = 0.3
 
 
@@ -69,7 +75,7 @@ def graded(cal: Calibration, raw: Tensor, labels: Tensor, classes: int) -> dict[
     probs, not_digit = cal.posterior(raw, classes=classes)
     conf, predicted = probs.max(1)
     correct = predicted == labels
-    flagged = (not_digit > cal.not_digit_threshold) if not_digit is not None else torch.zeros_like(correct)
+    flagged, _ = cal.not_a_digit(raw, not_digit)
     return {
         "n": len(labels),
         "accuracy": correct.float().mean().item(),
@@ -84,47 +90,44 @@ def graded(cal: Calibration, raw: Tensor, labels: Tensor, classes: int) -> dict[
 # ------------------------------------------------------------------------------ calibration
 
 
-def validation_split(data: MNIST, meta: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    """The validation images and labels the model was trained beside (its own seed and size)."""
-    cfg = meta.get("train_config") or {}
-    _, (val_x, val_y) = data.split(int(cfg.get("val_size", 5000)), seed=int(cfg.get("seed", 0)))
+def validation_split(data: MNIST, train_config: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+    """The validation images and labels the model was trained beside (its recorded seed and size)."""
+    _, (val_x, val_y) = data.split(int(train_config.get("val_size", 5000)), seed=int(train_config.get("seed", 0)))
     return val_x, val_y
 
 
 def calibrate(
-    model: CVAE | DigitCNN, val_images: Tensor, val_labels: Tensor, *, distorted: bool, seed: int = SEED
+    model: CVAE | DigitCNN, val_images: Tensor, val_labels: Tensor, *, distorted: bool,
+    temperature_on: str = "training", seed: int = SEED,
 ) -> Calibration:
     """Fit K, the temperature and the not-a-digit threshold on validation digits (uint8 (N, H, W)).
 
-    Calibration is fitted on data like the model's training data: clean digits, and with
-    ``distorted`` (a model trained with ``--augment``) as many distorted copies. One temperature
-    fitted on distortions a model never learnt would leave it underconfident on clean digits."""
+    ``distorted``: the model was trained with ``--augment``, so "like the training data" includes
+    distorted copies. ``temperature_on`` picks what the temperature is fitted on
+    (``calibration.TEMPERATURE_DATA``); the thresholds always see the clean and distorted digits."""
     classes = model.config.num_classes
-    gen = torch.Generator().manual_seed(seed + 7)
     clean = to_float(val_images)
-    x, y = clean, val_labels
-    if distorted:
-        x = torch.cat([clean, augment(clean, Augment(), gen)])
-        y = torch.cat([val_labels, val_labels])
-    if model.config.background:
-        others = nondigits.training_pool(len(val_labels) // 2, torch.Generator().manual_seed(seed + 11))
-        x = torch.cat([x, others])
-        y = torch.cat([y, torch.full((len(others),), classes, dtype=y.dtype)])
+    bent = augment(clean, Augment(), torch.Generator().manual_seed(seed + 7))
     ks = (1,) if isinstance(model, DigitCNN) else K_CHOICES
-    raw_by_k = {k: all_scores(model, x, k=k, seed=seed, desc=f"calibrate K={k}") for k in ks}
-    acc = {k: (raw[: len(clean), :classes].argmax(1) == val_labels).float().mean().item() for k, raw in raw_by_k.items()}
+    by_k = {k: all_scores(model, clean, k=k, seed=seed, desc=f"calibrate K={k}") for k in ks}
+    acc = {k: (raw[:, :classes].argmax(1) == val_labels).float().mean().item() for k, raw in by_k.items()}
     k = min(kk for kk in ks if acc[kk] >= max(acc.values()) - 0.001)
-    raw = raw_by_k[k]
-    temperature = fit_temperature(raw, y)
-    threshold = 0.5
+    others = None
     if model.config.background:
-        _, not_digit = Calibration(temperature=temperature).posterior(raw[: len(clean)], classes=classes)
-        threshold = max(0.5, float(torch.quantile(not_digit, DIGITS_KEPT)))
-    return Calibration(
-        temperature=temperature, k=k, not_digit_threshold=threshold,
-        fitted_on=f"{len(val_labels)} validation digits, " + ("clean and distorted" if distorted else "clean")
-        + (f", and {len(x) - 2 * len(val_labels)} generated non-digits" if model.config.background else ""),
+        pool = nondigits.training_pool(len(val_labels) // 2, torch.Generator().manual_seed(seed + 11))
+        others = all_scores(model, pool, k=k, seed=seed, desc="calibrate non-digits")
+    return calibration.fit(
+        by_k[k], all_scores(model, bent, k=k, seed=seed, desc="calibrate distorted"), val_labels, classes=classes,
+        k=k, likelihoods=isinstance(model, CVAE), nondigits=others, trained_distorted=distorted,
+        temperature_on=temperature_on,
     )
+
+
+def recalibrate(ckpt: Checkpoint, data: MNIST, *, temperature_on: str = "training") -> Calibration:
+    """``calibrate`` on the checkpoint's own validation split, as it was trained (augmented or not)."""
+    train_config = ckpt.info.training.train_config
+    return calibrate(ckpt.model, *validation_split(data, train_config), distorted=bool(train_config.get("augment")),
+                     temperature_on=temperature_on)
 
 
 # ------------------------------------------------------------------------------------ suite
@@ -167,36 +170,44 @@ def run_suite(
     return out
 
 
-def not_digit_scores(model: CVAE | DigitCNN, cal: Calibration, images: Tensor, *, seed: int = SEED) -> Tensor:
-    """A score that is higher the less an image looks like a digit: p(not a digit) with a background
-    condition, else minus the best log-likelihood (CVAE) or minus the top probability (CNN)."""
+def not_digit_scores(model: CVAE | DigitCNN, cal: Calibration, images: Tensor, *, seed: int = SEED) -> tuple[Tensor, Tensor]:
+    """(a score that is higher the less an image looks like a digit: p(not a digit) with a background
+    condition, else minus the best log-likelihood (CVAE) or minus the top probability (CNN);
+    the calibration's not-a-digit flags), each (N,)."""
     raw = all_scores(model, images, k=cal.k, seed=seed, desc="not a digit")
     probs, not_digit = cal.posterior(raw, classes=model.config.num_classes)
+    flags, _ = cal.not_a_digit(raw, not_digit)
     if not_digit is not None:
-        return not_digit
-    return -raw.max(1).values if isinstance(model, CVAE) else -probs.max(1).values
+        return not_digit, flags
+    return (-raw.max(1).values if isinstance(model, CVAE) else -probs.max(1).values), flags
 
 
 def run_ood(model: CVAE | DigitCNN, cal: Calibration, test_images: Tensor, *, seed: int = SEED) -> dict[str, Any]:
-    """AUROC of the not-a-digit score, non-digits (``nondigits.ood_set``) against test digits."""
-    digits = not_digit_scores(model, cal, to_float(test_images), seed=seed)
-    has_threshold = model.config.background
-    out: dict[str, Any] = {
-        "digits_flagged": (digits > cal.not_digit_threshold).float().mean().item() if has_threshold else None,
-        "families": {},
-    }
+    """AUROC of the not-a-digit score, non-digits (``nondigits.ood_set``) against test digits, and
+    the shares the calibration's rule flags (None for a model that cannot tell)."""
+    digits, digit_flags = not_digit_scores(model, cal, to_float(test_images), seed=seed)
+    share = lambda flags: flags.float().mean().item() if cal.can_tell else None  # noqa: E731
+    out: dict[str, Any] = {"digits_flagged": share(digit_flags), "families": {}}
+    pooled = []
     for family, item in nondigits.ood_set().items():
-        s = not_digit_scores(model, cal, item["images"], seed=seed)
+        s, flags = not_digit_scores(model, cal, item["images"], seed=seed)
         out["families"][family] = {
             "n": len(s), "refused_by_preprocessing": item["refused"], "held_out": item["held_out"],
-            "auroc": auroc(s, digits),
-            "detected": (s > cal.not_digit_threshold).float().mean().item() if has_threshold else None,
+            "auroc": auroc(s, digits), "detected": share(flags),
         }
-    fams = out["families"]
-    unlike = [f for f in fams if f != "digit-like letters"]
-    pooled = torch.cat([not_digit_scores(model, cal, nondigits.ood_set()[f]["images"], seed=seed) for f in unlike])
-    out["auroc_not_digit_like"] = auroc(pooled, digits)
+        if family != "digit-like letters":
+            pooled.append(s)
+    out["auroc_not_digit_like"] = auroc(torch.cat(pooled), digits)
     return out
+
+
+def format_calibration(cal: Calibration) -> str:
+    rule = (f"p(not a digit) above {cal.not_digit_threshold:.3f}" if cal.background else
+            f"best log-likelihood below {cal.loglik_threshold:.1f} nats" if cal.loglik_threshold is not None else
+            "none (cannot tell)")
+    flagged = "" if cal.distorted_flagged is None else (
+        f"; flags {100 * cal.clean_flagged:.2f} % of clean, {100 * cal.distorted_flagged:.2f} % of distorted validation digits")
+    return f"K {cal.k}, temperature {cal.temperature:.3g}; not a digit: {rule}{flagged}\n(fitted: {cal.fitted_on})"
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -226,6 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None,
                    help="only the first N test images (recorded with its n; the report shows it)")
     p.add_argument("--recalibrate", action="store_true", help="fit the calibration again even if the checkpoint has one")
+    p.add_argument("--calibrate-only", action="store_true", help="fit (if needed) and record the calibration, no suite")
+    p.add_argument("--temperature-on", choices=TEMPERATURE_DATA, default="training",
+                   help="what the temperature is fitted on when calibrating: validation digits like the training "
+                        "data (default) or their distorted copies")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-write", action="store_true", help="do not record the results in the checkpoint")
     p.add_argument("--threads", type=int, default=None)
@@ -237,26 +252,26 @@ def main(argv: list[str] | None = None) -> None:
     model = ckpt.model
     start = time.perf_counter()
     command = shlex.join(["python", "-m", "cvae_core.robustness", *(sys.argv[1:] if argv is None else argv)])
-    write = not (args.no_write or args.data)
     if args.data:
-        from cvae_core.data import load_labelled
-
-        images, labels = load_labelled(args.data)
-        cal = Calibration.from_dict(ckpt.meta.get("recognition") or {})
+        images, labels = labelled_set(args.data)
+        cal = Calibration.for_checkpoint(ckpt.info)
         raw = all_scores(model, to_float(images), k=cal.k)
         result = graded(cal, raw, labels, model.config.num_classes)
         print(json.dumps(result) if args.json else
               f"{args.data}: {result['n']} digits, accuracy {100 * result['accuracy']:.2f} %, ECE {100 * result['ece']:.2f} %, "
               f"flagged not a digit {100 * result['not_digit_rate']:.1f} %")
         return
+    write = not args.no_write
     data = load_mnist(args.data_dir)
-    if args.recalibrate or not ckpt.meta.get("recognition"):
-        trained_distorted = bool((ckpt.meta.get("train_config") or {}).get("augment"))
-        cal = calibrate(model, *validation_split(data, ckpt.meta), distorted=trained_distorted)
+    if args.recalibrate or ckpt.info.recognition is None:
+        cal = recalibrate(ckpt, data, temperature_on=args.temperature_on)
         if write:
             update_metadata(ckpt.path, {"recognition": {**cal.to_dict(), "command": command, "created": now_iso()}})
     else:
-        cal = Calibration.from_dict(ckpt.meta["recognition"])
+        cal = Calibration.for_checkpoint(ckpt.info)
+    if args.calibrate_only:
+        print(json.dumps(cal.to_dict()) if args.json else format_calibration(cal))
+        return
     images, labels = data.test_images[: args.limit], data.test_labels[: args.limit]
     result = run_suite(model, cal, images, labels)
     result["ood"] = run_ood(model, cal, images)

@@ -52,7 +52,7 @@ def summary(meta: CheckpointMeta, *, name: str | None = None) -> Summary:
         accuracy=meta.accuracy,
         training_seconds=meta.training.seconds,
         robust_accuracy=meta.robust_accuracy,
-        ece=_number((meta.robustness or {}).get("mean_ece")),
+        ece=None if meta.robustness is None else meta.robustness.mean_ece,
     )
 
 

@@ -29,14 +29,13 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import archive_ui, cached_models, inputs, latent_space, reading
-from cvae_core import catalogue, inference
+from cvae_core import catalogue
 from cvae_core.archive import Archive
 from cvae_core.checkpoints import load_checkpoint, save_checkpoint, update_metadata
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.evaluate import evaluate_model
 from cvae_core.models import build_model
 from cvae_core.preprocess import MAX_BYTES, InputError
-from cvae_core.summary import Summary, verdict
 from cvae_core.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,26 +210,32 @@ def recalibrated(app_models: Path, folder: Path, name: str, **recognition) -> Pa
     return folder
 
 
-@pytest.mark.parametrize(("threshold", "flagged"), [(1e9, True), (-1e9, False)])
+@pytest.mark.parametrize(("threshold", "flagged"), [(1e9, True), (-1e9, False), (None, False)])
 def test_not_a_digit_replaces_the_number(monkeypatch, app_models, mnist, tmp_path, threshold, flagged):
-    """Old models: a best log-likelihood under the evaluation's threshold is "not a digit", shown
-    instead of a number, with one line and the explanation behind its help icon."""
+    """Models without a background condition: a best log-likelihood under the threshold fitted on
+    distorted validation digits is "not a digit", shown instead of a number, with one line and the
+    explanation behind its help icon. Without such a threshold the page says the model cannot tell,
+    even when the evaluation recorded one on clean test digits."""
     folder = copy_models(app_models, tmp_path)
     meta = json.loads((folder / "mlp-2.json").read_text())
-    update_metadata(folder / "mlp-2", {"evaluation": {**meta["evaluation"], "ood_threshold": threshold}})
+    update_metadata(folder / "mlp-2", {"evaluation": {**meta["evaluation"], "ood_threshold": 1e9}})
+    if threshold is not None:
+        update_metadata(folder / "mlp-2", {"recognition": {**RECOGNITION, "loglik_threshold": threshold}})
     at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
     (metric,) = at.metric
     lines = [c for c in at.caption if "does not look like a digit" in c.value]
+    cannot_tell = [c for c in at.caption if "cannot tell" in c.value]
     if flagged:
         assert (metric.value, metric.delta) == ("Not a digit", "unlike any digit")
-        assert "99.5 % of real digits" in lines[0].help
+        assert "set on distorted validation digits" in lines[0].help
     else:
         assert metric.value == "1" and not lines
+    assert bool(cannot_tell) == (threshold is None)
     assert not at.warning  # no tall warning box any more
 
 
 def test_unsure_shows_the_two_best_candidates(monkeypatch, app_models, mnist, tmp_path):
-    folder = recalibrated(app_models, tmp_path, "mlp-2", temperature=1e4)  # flattens p(y | x) below the threshold
+    folder = recalibrated(app_models, tmp_path, "mlp-2", temperature=1e3)  # the highest allowed: flattens p(y | x)
     at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
     (metric,) = at.metric
     best, second = metric.value.removesuffix("?").split(" or ")
@@ -501,23 +506,6 @@ def test_recognised_digit_is_shown_before_the_partner_is_asked(monkeypatch, app_
     at = upload(start(monkeypatch, app_models, model="conv-2"), "one.png", png(mnist.test_images[2].numpy()))
     assert order == ["Recognised digit", "partner"]
     assert image_url(at, "by mlp-2")
-
-
-def test_principal_plane_passes_2d_through_and_flattens_16d():
-    z = torch.randn(500, 16) * torch.linspace(3, 0.1, 16)  # most spread along the first axes
-    plane = inference.principal_plane(z)
-    assert plane.shape == (500, 2)
-    assert plane.var(0).sum() >= 0.999 * z.var(0).topk(2).values.sum()  # no 2 axes hold more variance
-    assert torch.equal(inference.principal_plane(z[:, :2]), z[:, :2])
-
-
-def test_verdict_is_computed_from_the_numbers():
-    a = Summary(model="conv-2", test_loss=140.0, accuracy=0.90)
-    b = Summary(model="mlp-2", test_loss=135.5, accuracy=0.93)
-    assert str(verdict([a, b])) == ("mlp-2 has the lower test loss (135.50 vs 140.00 nats); "
-                                    "mlp-2 recognises better (93.00 % vs 90.00 %).")
-    b = Summary(model="mlp-2", test_loss=135.5, accuracy=None)
-    assert str(verdict([a, b])).endswith("recognition accuracy is not recorded for mlp-2 yet.")
 
 
 def test_the_landing_page_sends_its_canvas_before_torch_is_imported():

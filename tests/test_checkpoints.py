@@ -378,6 +378,83 @@ def test_optional_blocks_and_the_training_fallback(folder):
     assert meta.role == "recogniser"
 
 
+def test_shipped_robustness_is_typed():
+    info = load_checkpoint(ROOT / "checkpoints" / "mlp-16-recogniser").info
+    raw = json.loads((ROOT / "checkpoints" / "mlp-16-recogniser.json").read_text())["robustness"]
+    r = info.robustness
+    assert r.n == raw["n"] and r.clean.accuracy == raw["clean"]["accuracy"] and r.accuracy_noise_03 == raw["accuracy_noise_0.3"]
+    assert list(r.corruptions) == list(raw["corruptions"])
+    blur = r.corruptions["gaussian_blur"]
+    assert blur.accuracy == raw["corruptions"]["gaussian_blur"]["accuracy"] and len(blur.severities) == 3
+    assert blur.severities[0].severity == raw["corruptions"]["gaussian_blur"]["severities"][0]["severity"]
+    assert r.ood.families["shapes"].auroc == raw["ood"]["families"]["shapes"]["auroc"]
+
+
+def unavailable_reason(folder: Path, **meta) -> str:
+    """The reason mlp-2 is unavailable after ``meta`` is merged into its metadata (the others stay usable)."""
+    edit_json(folder / "mlp-2.json", lambda m: m.update(meta))
+    entries = {e.name: e for e in discover(folder)}
+    assert entries["conv-2"].ok and entries["mlp-3"].ok
+    assert not entries["mlp-2"].ok, "a malformed record was accepted"
+    assert "mlp-2.json" in entries["mlp-2"].error
+    return entries["mlp-2"].error
+
+
+@pytest.mark.parametrize(("robustness", "reason"), [
+    ({"clean": "x"}, "robustness.clean is not an object"),
+    ({"corruptions": []}, "robustness.corruptions is not an object"),
+    ({"corruptions": {"blur": "x"}}, "robustness.corruptions.blur is not an object"),
+    ({"corruptions": {"blur": {"severities": {"a": 1}}}}, "robustness.corruptions.blur.severities is not a list"),
+    ({"corruptions": {"blur": {"held_out": "no"}}}, "held_out is not true or false"),
+    ({"ood": 3}, "robustness.ood is not an object"),
+    ({"ood": {"families": {"shapes": {"auroc": "high"}}}}, "robustness.ood.families.shapes.auroc is not a number"),
+    ({"mean_accuracy": "high"}, "robustness.mean_accuracy is not a number"),
+    ({"mean_accuracy": 7}, "robustness.mean_accuracy is not a share"),
+    ({"clean": {"accuracy": float("nan")}}, "robustness.clean.accuracy is not a share"),
+])
+def test_a_malformed_robustness_record_makes_that_model_unavailable(folder, robustness, reason):
+    assert reason in unavailable_reason(folder, robustness=robustness)
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"k": 20000}, "k must be a whole number from 1 to 1024"),
+    ({"k": 10**6}, "k must be a whole number from 1 to 1024"),
+    ({"k": 0}, "k must be a whole number from 1 to 1024"),
+    ({"k": 4.5}, "recognition.k is not an integer"),
+    ({"temperature": float("inf")}, "temperature must be a finite number from 0.01 to 1000"),
+    ({"temperature": 1e-300}, "temperature must be a finite number from 0.01 to 1000"),
+    ({"not_digit_threshold": float("nan")}, "not_digit_threshold is a probability"),
+    ({"not_digit_threshold": -1}, "not_digit_threshold is a probability"),
+    ({"not_digit_threshold": 1.5}, "not_digit_threshold is a probability"),
+    ({"loglik_threshold": float("-inf")}, "loglik_threshold must be a finite number"),
+    ({"distorted_flagged": 2}, "recognition.distorted_flagged is not a share"),
+])
+def test_recognition_settings_out_of_bounds_make_that_model_unavailable(folder, changes, reason):
+    assert reason in unavailable_reason(folder, recognition={**RECOGNITION, **changes})
+
+
+def test_an_evaluation_k_out_of_bounds_makes_that_model_unavailable(folder):
+    """Without a calibration the evaluation's K is the one used to read a drawing."""
+    assert "evaluation.k must be from 1 to 1024" in unavailable_reason(folder, evaluation={"k": 20000})
+
+
+def test_the_default_recogniser_is_one_the_manifest_vouches_for(folder):
+    """A copy dropped beside the shipped models, with the same (or better) figures and a name that
+    sorts first, is never the landing model while the manifest lists others."""
+    recogniser = {"role": "recogniser", "robustness": {"mean_accuracy": 0.7}, "evaluation": {"accuracy": 0.9}}
+    edit_json(folder / "mlp-2.json", lambda m: m.update(recogniser))
+    write_manifest(folder)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(folder / f"mlp-2{suffix}", folder / f"aaa{suffix}")
+    edit_json(folder / "aaa.json", lambda m: m.update(robustness={"mean_accuracy": 0.99}))
+    entries = discover(folder)
+    assert {e.name: e.verified for e in entries} == {"aaa": False, "conv-2": True, "mlp-2": True, "mlp-3": True}
+    assert [e.name for e in catalogue.recogniser_ranking(entries)] == ["mlp-2"]
+    assert catalogue.default_recogniser(entries).name == "mlp-2"
+    (folder / MANIFEST_NAME).unlink()  # a folder of the user's own models: no manifest, every model counts
+    assert catalogue.recogniser_ranking(discover(folder))[0].name == "aaa"
+
+
 def entry(folder: Path, name: str, **meta) -> catalogue.ModelEntry:
     edit_json(folder / f"{name}.json", lambda m: m.update(meta))
     return catalogue.describe(folder / f"{name}.safetensors")

@@ -214,3 +214,11 @@ def test_a_model_used_for_inference_can_still_be_trained():
     cvae_loss(logits, x, mean, logvar)["loss"].mean().backward()
     optimiser.step()
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_principal_plane_passes_2d_through_and_flattens_16d():
+    z = torch.randn(500, 16) * torch.linspace(3, 0.1, 16)  # most spread along the first axes
+    plane = inference.principal_plane(z)
+    assert plane.shape == (500, 2)
+    assert plane.var(0).sum() >= 0.999 * z.var(0).topk(2).values.sum()  # no 2 axes hold more variance
+    assert torch.equal(inference.principal_plane(z[:, :2]), z[:, :2])

@@ -159,22 +159,21 @@ def robustness_table(models: list[ModelEntry]) -> pd.DataFrame:
     columns: dict[str, dict[str, str]] = {}
     order: list[str] = []
     for entry in models:
-        r = entry.info.robustness or {}
-        if not r:
+        r = entry.info.robustness
+        if r is None:
             columns[entry.name] = {}
             continue
         col = {
-            "clean": _share((r.get("clean") or {}).get("accuracy")),
-            "mean over corruptions": _share(r.get("mean_accuracy")),
-            "mean over held-out corruptions": _share(r.get("mean_accuracy_held_out")),
-            "mean calibration error (ECE)": _share(r.get("mean_ece")),
+            "clean": _share(None if r.clean is None else r.clean.accuracy),
+            "mean over corruptions": _share(r.mean_accuracy),
+            "mean over held-out corruptions": _share(r.mean_accuracy_held_out),
+            "mean calibration error (ECE)": _share(r.mean_ece),
         }
-        ood = r.get("ood") or {}
-        if "auroc_not_digit_like" in ood:
-            col["not-a-digit AUROC"] = _share(ood["auroc_not_digit_like"])
-        for name, c in (r.get("corruptions") or {}).items():
-            row = name.replace("_", " ") + (" (held out)" if c.get("held_out") else "")
-            col[row] = _share(c.get("accuracy"))
+        if r.ood is not None and r.ood.auroc_not_digit_like is not None:
+            col["not-a-digit AUROC"] = _share(r.ood.auroc_not_digit_like)
+        for name, c in r.corruptions.items():
+            row = name.replace("_", " ") + (" (held out)" if c.held_out else "")
+            col[row] = _share(c.accuracy)
         columns[entry.name] = col
         order += [k for k in col if k not in order]
     order = order or ["clean"]

@@ -26,20 +26,26 @@ from cvae_core.checkpoints.format import (
     save_checkpoint,
     update_metadata,
 )
-from cvae_core.checkpoints.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from cvae_core.checkpoints.manifest import MANIFEST_NAME, manifest_lists, read_manifest, write_manifest
 from cvae_core.checkpoints.metadata import (
     CheckpointError,
     CheckpointMeta,
+    CorruptionResult,
     Evaluation,
+    FamilyResult,
+    Graded,
     Losses,
+    NotDigitResult,
     Provenance,
     RecognitionSettings,
+    Robustness,
     Training,
 )
 
 __all__ = [
     "CHECKPOINT_DIR", "CHECKPOINT_ENV", "FORMAT_VERSION", "MANIFEST_NAME", "Checkpoint", "CheckpointError",
-    "CheckpointMeta", "Evaluation", "Losses", "Provenance", "RecognitionSettings", "Training", "checkpoint_dir",
-    "code_version", "list_checkpoints", "load_checkpoint", "now_iso", "paths_for", "read_checked", "read_manifest",
+    "CheckpointMeta", "CorruptionResult", "Evaluation", "FamilyResult", "Graded", "Losses", "NotDigitResult",
+    "Provenance", "RecognitionSettings", "Robustness", "Training", "checkpoint_dir",
+    "code_version", "list_checkpoints", "load_checkpoint", "manifest_lists", "now_iso", "paths_for", "read_checked", "read_manifest",
     "read_metadata", "save_checkpoint", "sha256_bytes", "update_metadata", "write_manifest",
 ]

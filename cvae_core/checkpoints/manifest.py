@@ -49,6 +49,16 @@ def read_manifest(folder: str | Path) -> dict[str, str] | None:
     return entries
 
 
+def manifest_lists(folder: str | Path, names: tuple[str, ...]) -> bool:
+    """Does ``folder``'s manifest list every one of ``names``? (A listed file is checked at load,
+    so a model whose files are listed is one the folder vouches for.) False without a readable one."""
+    try:
+        entries = read_manifest(folder)
+    except CheckpointError:
+        return False
+    return entries is not None and all(name in entries for name in names)
+
+
 def _text(entries: dict[str, str]) -> bytes:
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())).encode("utf-8", "surrogateescape")
 

@@ -10,12 +10,13 @@ optional recognition settings, robustness results and role.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from cvae_core.calibration import Calibration
+from cvae_core.calibration import MAX_K, check_settings
 from cvae_core.config import ModelConfig
 
 ROLES = ("paper", "recogniser", "reference", "variant")
@@ -97,20 +98,83 @@ class Provenance:
 
 @dataclass(frozen=True)
 class RecognitionSettings:
-    """How the model is used as a recogniser, fitted after training by ``cvae_core.robustness``:
-    its calibration (``cvae_core.calibration.Calibration``) and the command that fitted it."""
+    """How the model is used as a recogniser, fitted after training by ``cvae_core.robustness``
+    (bounded by ``cvae_core.calibration.check_settings``); ``Calibration.for_checkpoint`` builds
+    the calibration from it."""
 
-    calibration: Calibration
+    k: int
+    temperature: float
+    not_digit_threshold: float
     command: str
     created: str
+    fitted_on: str = ""
+    loglik_threshold: float | None = None  # nats; set on distorted validation digits
+    clean_flagged: float | None = None  # shares of the validation digits the rule flags
+    distorted_flagged: float | None = None
 
-    @property
-    def k(self) -> int:
-        return self.calibration.k
 
-    @property
-    def temperature(self) -> float:
-        return self.calibration.temperature
+@dataclass(frozen=True)
+class Graded:
+    """Recognition of one set of labelled digits (``cvae_core.robustness.graded``); shares in [0, 1]."""
+
+    n: int | None = None
+    accuracy: float | None = None
+    ece: float | None = None
+    mean_confidence: float | None = None
+    not_digit_rate: float | None = None
+    accepted_accuracy: float | None = None
+    severity: float | None = None  # for one severity of a corruption
+
+
+@dataclass(frozen=True)
+class CorruptionResult:
+    """One corruption of the suite: its severities and their mean."""
+
+    held_out: bool = False
+    unit: str | None = None
+    n: int | None = None
+    severities: tuple[Graded, ...] = ()
+    accuracy: float | None = None
+    ece: float | None = None
+
+
+@dataclass(frozen=True)
+class FamilyResult:
+    """One family of non-digits: how well p(not a digit) separates it from the test digits."""
+
+    n: int | None = None
+    refused_by_preprocessing: int | None = None
+    held_out: bool = False
+    auroc: float | None = None
+    detected: float | None = None
+
+
+@dataclass(frozen=True)
+class NotDigitResult:
+    digits_flagged: float | None = None  # share of test digits flagged
+    auroc_not_digit_like: float | None = None
+    families: Mapping[str, FamilyResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """What ``python -m cvae_core.robustness`` recorded; every figure may be missing in a partial record."""
+
+    n: int | None = None
+    k: int | None = None
+    seed: int | None = None
+    clean: Graded | None = None
+    corruptions: Mapping[str, CorruptionResult] = field(default_factory=dict)
+    mean_accuracy: float | None = None
+    mean_accuracy_trained: float | None = None
+    mean_accuracy_held_out: float | None = None
+    mean_ece: float | None = None
+    accuracy_noise_03: float | None = None  # ``accuracy_noise_0.3``: Gaussian noise sigma 0.3
+    ood: NotDigitResult | None = None
+    seconds: float | None = None
+    command: str | None = None
+    created: str | None = None
+    code_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +189,7 @@ class CheckpointMeta:
     evaluation: Evaluation | None
     provenance: Provenance
     recognition: RecognitionSettings | None = None
-    robustness: Mapping[str, Any] | None = None  # per-corruption results: the lead's schema, kept as is
+    robustness: Robustness | None = None
     role: str | None = None  # "paper", "recogniser", "reference" or "variant"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -144,8 +208,7 @@ class CheckpointMeta:
     @property
     def robust_accuracy(self) -> float | None:
         """Mean accuracy over the corruptions (``robustness.mean_accuracy``), when recorded."""
-        value = (self.robustness or {}).get("mean_accuracy")
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return None if self.robustness is None else self.robustness.mean_accuracy
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -222,6 +285,9 @@ def _evaluation(value: Any) -> Evaluation | None:
     ev = _mapping(value, "evaluation")
     if ev is None:
         return None
+    k = _number(ev.get("k"), "evaluation.k", int)
+    if k is not None and not 1 <= k <= MAX_K:  # a model without a calibration is read with this K
+        raise _Malformed(f"evaluation.k must be from 1 to {MAX_K}, not {k}")
     n = lambda key, kind=float: _number(ev.get(key), f"evaluation.{key}", kind)  # noqa: E731
     t = lambda key: _text(ev.get(key), f"evaluation.{key}")  # noqa: E731
     return Evaluation(
@@ -250,18 +316,108 @@ def _recognition(value: Any) -> RecognitionSettings | None:
     missing = [f for f in ("k", "temperature", "not_digit_threshold", "command", "created") if data.get(f) is None]
     if missing:
         raise _Malformed(f"recognition lacks {', '.join(missing)}")
-    threshold = data.get("loglik_threshold")
-    calibration = Calibration(
-        k=_number(data["k"], "recognition.k", int),
-        temperature=_number(data["temperature"], "recognition.temperature"),
-        not_digit_threshold=_number(data["not_digit_threshold"], "recognition.not_digit_threshold"),
-        fitted_on=_text(data.get("fitted_on"), "recognition.fitted_on") or "",
-        loglik_threshold=None if threshold is None else _number(threshold, "recognition.loglik_threshold"),
+    n = lambda key, kind=float: _number(data.get(key), f"recognition.{key}", kind)  # noqa: E731
+    settings = RecognitionSettings(
+        k=n("k", int), temperature=n("temperature"), not_digit_threshold=n("not_digit_threshold"),
+        command=_text(data["command"], "recognition.command"), created=_text(data["created"], "recognition.created"),
+        fitted_on=_text(data.get("fitted_on"), "recognition.fitted_on") or "", loglik_threshold=n("loglik_threshold"),
+        clean_flagged=_share(data.get("clean_flagged"), "recognition.clean_flagged"),
+        distorted_flagged=_share(data.get("distorted_flagged"), "recognition.distorted_flagged"),
     )
-    if calibration.k < 1 or not calibration.temperature > 0:
-        raise _Malformed("recognition needs k >= 1 and a positive temperature")
-    return RecognitionSettings(calibration, command=_text(data["command"], "recognition.command"),
-                               created=_text(data["created"], "recognition.created"))
+    try:
+        check_settings(k=settings.k, temperature=settings.temperature,
+                       not_digit_threshold=settings.not_digit_threshold, loglik_threshold=settings.loglik_threshold)
+    except ValueError as e:
+        raise _Malformed(f"recognition.{e}") from None
+    return settings
+
+
+def _share(value: Any, name: str) -> float | None:
+    """A proportion: a finite number from 0 to 1 (NaN fails both comparisons)."""
+    share = _number(value, name)
+    if share is not None and not 0 <= share <= 1:
+        raise _Malformed(f"{name} is not a share from 0 to 1")
+    return share
+
+
+def _auroc(value: Any, name: str) -> float | None:
+    """An area under the ROC curve; NaN (recorded for an empty family) is "not measured"."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return _share(value, name)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise _Malformed(f"{name} is not true or false")
+
+
+def _graded(value: Any, name: str) -> Graded | None:
+    data = _mapping(value, name)
+    if data is None:
+        return None
+    s = lambda key: _share(data.get(key), f"{name}.{key}")  # noqa: E731
+    return Graded(n=_number(data.get("n"), f"{name}.n", int), accuracy=s("accuracy"), ece=s("ece"),
+                  mean_confidence=s("mean_confidence"), not_digit_rate=s("not_digit_rate"),
+                  accepted_accuracy=s("accepted_accuracy"), severity=_number(data.get("severity"), f"{name}.severity"))
+
+
+def _table(value: Any, name: str, parse) -> Mapping[str, Any]:
+    """An object of named records, each parsed by ``parse(record, its name)``."""
+    data = _mapping(value, name) or {}
+    return MappingProxyType({str(key): parse(item, f"{name}.{key}") for key, item in data.items()})
+
+
+def _corruption(value: Any, name: str) -> CorruptionResult:
+    data = _mapping(value, name)
+    if data is None:
+        raise _Malformed(f"{name} is not an object")
+    rows = data.get("severities")
+    if rows is not None and not isinstance(rows, list):
+        raise _Malformed(f"{name}.severities is not a list")
+    return CorruptionResult(
+        held_out=_flag(data.get("held_out"), f"{name}.held_out"), unit=_text(data.get("unit"), f"{name}.unit"),
+        n=_number(data.get("n"), f"{name}.n", int),
+        severities=tuple(_graded(row, f"{name}.severities[{i}]") or Graded() for i, row in enumerate(rows or ())),
+        accuracy=_share(data.get("accuracy"), f"{name}.accuracy"), ece=_share(data.get("ece"), f"{name}.ece"),
+    )
+
+
+def _family(value: Any, name: str) -> FamilyResult:
+    data = _mapping(value, name)
+    if data is None:
+        raise _Malformed(f"{name} is not an object")
+    return FamilyResult(
+        n=_number(data.get("n"), f"{name}.n", int),
+        refused_by_preprocessing=_number(data.get("refused_by_preprocessing"), f"{name}.refused_by_preprocessing", int),
+        held_out=_flag(data.get("held_out"), f"{name}.held_out"), auroc=_auroc(data.get("auroc"), f"{name}.auroc"),
+        detected=_share(data.get("detected"), f"{name}.detected"),
+    )
+
+
+def _robustness(value: Any) -> Robustness | None:
+    r = _mapping(value, "robustness")
+    if r is None:
+        return None
+    ood = _mapping(r.get("ood"), "robustness.ood")
+    s = lambda key: _share(r.get(key), f"robustness.{key}")  # noqa: E731
+    return Robustness(
+        n=_number(r.get("n"), "robustness.n", int), k=_number(r.get("k"), "robustness.k", int),
+        seed=_number(r.get("seed"), "robustness.seed", int), clean=_graded(r.get("clean"), "robustness.clean"),
+        corruptions=_table(r.get("corruptions"), "robustness.corruptions", _corruption),
+        mean_accuracy=s("mean_accuracy"), mean_accuracy_trained=s("mean_accuracy_trained"),
+        mean_accuracy_held_out=s("mean_accuracy_held_out"), mean_ece=s("mean_ece"),
+        accuracy_noise_03=s("accuracy_noise_0.3"),
+        ood=None if ood is None else NotDigitResult(
+            digits_flagged=_share(ood.get("digits_flagged"), "robustness.ood.digits_flagged"),
+            auroc_not_digit_like=_auroc(ood.get("auroc_not_digit_like"), "robustness.ood.auroc_not_digit_like"),
+            families=_table(ood.get("families"), "robustness.ood.families", _family),
+        ),
+        seconds=_number(r.get("seconds"), "robustness.seconds"), command=_text(r.get("command"), "robustness.command"),
+        created=_text(r.get("created"), "robustness.created"),
+        code_version=_text(r.get("code_version"), "robustness.code_version"),
+    )
 
 
 def parse_config(meta: Mapping[str, Any], source: str) -> ModelConfig:
@@ -289,7 +445,7 @@ def parse_meta(meta: dict[str, Any], source: str, *, name: str) -> CheckpointMet
             evaluation=_evaluation(meta.get("evaluation")),
             provenance=_provenance(meta),
             recognition=_recognition(meta.get("recognition")),
-            robustness=(MappingProxyType(r) if (r := _mapping(meta.get("robustness"), "robustness")) is not None else None),
+            robustness=_robustness(meta.get("robustness")),
             role=role,
             raw=MappingProxyType(meta),
         )
