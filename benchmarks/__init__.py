@@ -1,4 +1,5 @@
-"""Speed and memory benchmarks of the CVAE Digit Explorer (issue 5); run on demand, never in tests.
+"""Speed and memory benchmarks of the CVAE Digit Explorer, against its targets (``benchmarks.targets``); run on
+demand, never in tests.
 
     python -m benchmarks [--quick] [--only latency browser ...]   # writes results.json + results.md
     python -m benchmarks.report                                  # README "Results" section + figures

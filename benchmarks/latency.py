@@ -5,9 +5,10 @@
 Per model, p50 and p95 over many calls after a warm-up (ms): preprocessing one canvas PNG (and
 the canvas's own RGBA array); classifying one image over the 10 labels with the app's K;
 ``inference.read`` (classify + posterior + reconstruction + restyle from one encoder pass);
-reconstructing; decoding one z; a 20x20 manifold grid; and the draw page's pipeline as issue 5
-defines it (preprocess + classify + the reconstruction by this model and by its partner of the
-other architecture + restyle under all 10 labels), computed with ``inference.read``.
+reconstructing; decoding one z; a 20x20 manifold grid; and the draw page's pipeline as its target
+("draw pipeline p95" in ``benchmarks.targets``) counts it (preprocess + classify + the
+reconstruction by this model and by its partner of the other architecture + restyle under all 10
+labels), computed with ``inference.read``.
 ``app_rerun`` is what the Draw page computes per new drawing as ``app.common`` calls ``cvae_core``:
 preprocessing of the canvas's RGBA array and one ``inference.read`` for each of the two models
 (the partner is classified too, for its caption); ``app_rerun_separate`` is the same through the

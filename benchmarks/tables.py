@@ -1,5 +1,5 @@
-"""Markdown from ``benchmarks/results.json``: the targets of issue 5 checked, and one table per
-benchmark. Used for ``benchmarks/results.md`` and by ``benchmarks.report`` for the README."""
+"""Markdown from ``benchmarks/results.json``: the speed and memory targets (``benchmarks.targets``)
+checked, and one table per benchmark. Used for ``benchmarks/results.md`` and by ``benchmarks.report`` for the README."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ from cvae_core.checkpoints import CheckpointError, code_version, load_checkpoint
 from cvae_core.corruptions import corrupt
 from cvae_core.data import DataError, load_labelled, load_mnist, to_float
 from cvae_core.inference import log_likelihoods
-from cvae_core.measures import evaluate as evaluate_loss
+from cvae_core.interrupts import deferred_while_writing
+from cvae_core.measures import elbo_loss
 from cvae_core.models import CVAE
 from cvae_core.train import pick_device
 
@@ -81,7 +82,7 @@ def evaluate_model(
     results: dict[str, Any] = {"n": len(labels), "k": k, "seed": seed, "noise": []}
     for sigma in sigmas:
         x = add_noise(images, sigma, seed=seed + 1)
-        loss = evaluate_loss(model, x, labels, beta=beta, seed=seed, device=device)
+        loss = elbo_loss(model, x, labels, beta=beta, seed=seed, device=device)
         log_px = recognise(model, x, k=k, seed=seed, desc=f"sigma {sigma}")[:, :classes]  # the digits' conditions
         predicted = log_px.argmax(1)
         accuracy = (predicted == labels).float().mean().item()
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     try:
-        main()
+        with deferred_while_writing():
+            main()
     except (DataError, CheckpointError) as e:
         sys.exit(f"error: {e}")

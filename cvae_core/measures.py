@@ -13,7 +13,7 @@ from cvae_core.models import CVAE, DigitCNN, cvae_loss
 
 
 @torch.inference_mode()
-def evaluate(
+def elbo_loss(
     model: CVAE,
     images: Tensor,
     labels: Tensor,
@@ -37,7 +37,7 @@ def evaluate(
 
 
 @torch.inference_mode()
-def evaluate_classifier(
+def classifier_loss(
     model: DigitCNN, images: Tensor, labels: Tensor, *, batch_size: int = 1000, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of the CNN reference on (images, labels)."""
@@ -55,8 +55,8 @@ def measure(model: CVAE | DigitCNN, images: Tensor, labels: Tensor, *, beta: flo
     """What the history records for one split: the negative ELBO and its parts for a CVAE,
     cross-entropy and accuracy for the CNN reference."""
     if isinstance(model, DigitCNN):
-        return evaluate_classifier(model, images, labels, device=device)
-    return evaluate(model, images, labels, beta=beta, device=device)
+        return classifier_loss(model, images, labels, device=device)
+    return elbo_loss(model, images, labels, beta=beta, device=device)
 
 
 @torch.inference_mode()

@@ -17,6 +17,7 @@ Two separate generators, so that the measurement is not made on what training sa
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,30 @@ from torch import Tensor
 from cvae_core import corruptions as C
 from cvae_core.config import IMAGE_SIZE
 
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FONT_ENV = "CVAE_FONT_DIR"  # a folder holding the DejaVu fonts, when they are not in a usual place
+# Where DejaVu is looked for otherwise, first hit wins: Debian and Ubuntu (fonts-dejavu-core), Fedora
+# and Arch, fonts installed by hand, macOS.
+FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu-sans-fonts", "/usr/share/fonts/TTF",
+             "/usr/share/fonts/dejavu", "/usr/local/share/fonts", "~/.local/share/fonts", "~/Library/Fonts",
+             "/Library/Fonts")
+
+
+def font_dir() -> Path:
+    """The folder of the DejaVu fonts: ``$CVAE_FONT_DIR``, else the first of ``FONT_DIRS`` that holds
+    DejaVuSans.ttf (else the first of them, which the error then names)."""
+    if os.environ.get(FONT_ENV):
+        return Path(os.environ[FONT_ENV]).expanduser()
+    found = (Path(d).expanduser() for d in FONT_DIRS)
+    return next((d for d in found if (d / "DejaVuSans.ttf").is_file()), Path(FONT_DIRS[0]))
+
+
+def _font_paths(fonts: tuple[str, ...]) -> list[Path]:
+    """The files of ``fonts`` that are installed; FileNotFoundError saying where to get them when none is."""
+    folder = font_dir()
+    paths = [folder / f for f in fonts if (folder / f).exists()]
+    if not paths:
+        raise FileNotFoundError(f"no DejaVu fonts in {folder} (Debian package fonts-dejavu-core; or set {FONT_ENV})")
+    return paths
 FONTS = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
     "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono.ttf", "DejaVuSansCondensed.ttf",
@@ -279,10 +303,7 @@ def _typeset(letters: str, fonts: tuple[str, ...], n: int, gen: torch.Generator,
     """``n`` letters drawn at random from ``letters``, each in a random one of ``fonts``, distorted."""
     from PIL import Image, ImageDraw, ImageFont
 
-    paths = [FONT_DIR / f for f in fonts if (FONT_DIR / f).exists()]
-    if not paths:
-        raise FileNotFoundError(f"no DejaVu fonts in {FONT_DIR} (Debian package fonts-dejavu-core)")
-    faces = [ImageFont.truetype(str(p), size=int(side * 0.6)) for p in paths]
+    faces = [ImageFont.truetype(str(p), size=int(side * 0.6)) for p in _font_paths(fonts)]
     pictures = []
     for _ in range(n):
         letter = letters[int(torch.randint(0, len(letters), (1,), generator=gen))]
@@ -297,9 +318,7 @@ def typeset_letters(letters: str, per_letter: int, gen: torch.Generator, *, side
     """Each letter in every evaluation font, ``per_letter`` distorted copies in all: (N, 1, side, side) pictures."""
     from PIL import Image, ImageDraw, ImageFont
 
-    fonts = [FONT_DIR / f for f in FONTS if (FONT_DIR / f).exists()]
-    if not fonts:
-        raise FileNotFoundError(f"no DejaVu fonts in {FONT_DIR} (Debian package fonts-dejavu-core)")
+    fonts = _font_paths(FONTS)
     pictures = []
     for letter in letters:
         for j in range(per_letter):

@@ -53,6 +53,7 @@ from cvae_core.corruptions import CORRUPTIONS, corrupt
 from cvae_core.data import MNIST, DataError, load_mnist, to_float
 from cvae_core.evaluate import labelled_set
 from cvae_core.inference import scores
+from cvae_core.interrupts import deferred_while_writing
 from cvae_core.models import CVAE, DigitCNN
 
 SEED = 0
@@ -123,10 +124,12 @@ def calibrate(
     )
 
 
-def recalibrate(ckpt: Checkpoint, data: MNIST, *, temperature_on: str = "training") -> Calibration:
-    """``calibrate`` on the checkpoint's own validation split, as it was trained (augmented or not)."""
+def recalibrate(ckpt: Checkpoint, data: MNIST, *, temperature_on: str = "training", size: int | None = None) -> Calibration:
+    """``calibrate`` on the checkpoint's own validation split (its first ``size`` digits when given),
+    as it was trained (augmented or not)."""
     train_config = ckpt.info.training.train_config
-    return calibrate(ckpt.model, *validation_split(data, train_config), distorted=bool(train_config.get("augment")),
+    val_x, val_y = validation_split(data, train_config)
+    return calibrate(ckpt.model, val_x[:size], val_y[:size], distorted=bool(train_config.get("augment")),
                      temperature_on=temperature_on)
 
 
@@ -241,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--temperature-on", choices=TEMPERATURE_DATA, default="training",
                    help="what the temperature is fitted on when calibrating: validation digits like the training "
                         "data (default) or their distorted copies")
+    p.add_argument("--calibration-size", type=int, default=None,
+                   help="calibrate on the first N validation digits only (a quick check; the count is recorded)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-write", action="store_true", help="do not record the results in the checkpoint")
     p.add_argument("--threads", type=int, default=None)
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     write = not args.no_write
     data = load_mnist(args.data_dir)
     if args.recalibrate or ckpt.info.recognition is None:
-        cal = recalibrate(ckpt, data, temperature_on=args.temperature_on)
+        cal = recalibrate(ckpt, data, temperature_on=args.temperature_on, size=args.calibration_size)
         if write:
             update_metadata(ckpt.path, {"recognition": {**cal.to_dict(), "command": command, "created": now_iso()}})
     else:
@@ -284,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     try:
-        main()
+        with deferred_while_writing():
+            main()
     except (DataError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

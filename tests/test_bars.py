@@ -28,7 +28,7 @@ from cvae_core.catalogue import default_recogniser, discover
 from cvae_core.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from cvae_core.data import to_float
 from cvae_core.evaluate import recognise
-from cvae_core.measures import evaluate as evaluate_loss
+from cvae_core.measures import elbo_loss
 
 pytestmark = pytest.mark.slow
 SUBSET = 2000
@@ -51,7 +51,7 @@ def within_sampling_error(subset_value: float, full_value: float, n: int = SUBSE
 def recomputed_loss(ckpt, mnist) -> float:
     ev = ckpt.meta["evaluation"]
     assert ev["n"] == len(mnist.test_labels) == 10000
-    loss = evaluate_loss(ckpt.model, mnist.test_images, mnist.test_labels, seed=ev["seed"])["loss"]
+    loss = elbo_loss(ckpt.model, mnist.test_images, mnist.test_labels, seed=ev["seed"])["loss"]
     assert loss == pytest.approx(ev["test_loss"], abs=1e-3), "recorded test loss is not reproduced"
     return loss
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors_bytes
 
-from cvae_core import catalogue, checkpoints
+from cvae_core import catalogue, checkpoints, interrupts
 from cvae_core.catalogue import discover
 from cvae_core.checkpoints import (
     MANIFEST_NAME,
@@ -514,7 +514,7 @@ def test_sigint_is_deferred_until_the_files_are_written():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     reached = False
     try:
-        with pytest.raises(KeyboardInterrupt), _files.interrupts_deferred():
+        with pytest.raises(KeyboardInterrupt), interrupts.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handler runs here; it must not interrupt
             reached = True
@@ -524,11 +524,20 @@ def test_sigint_is_deferred_until_the_files_are_written():
         signal.signal(signal.SIGINT, previous)
 
 
+def test_the_library_installs_no_signal_handler(folder, monkeypatch):
+    """Saving, updating and the manifest never touch signal handlers: that is the commands' choice."""
+    monkeypatch.setattr(signal, "signal", lambda *a: pytest.fail("a library function installed a signal handler"))
+    make(folder, "mlp-2")
+    update_metadata(folder / "mlp-2", {"note": "x"})
+    write_manifest(folder)
+    assert load_checkpoint(folder / "mlp-2").meta["note"] == "x"
+
+
 def test_sigterm_is_deferred_too():
     received = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
-        with _files.interrupts_deferred():
+        with interrupts.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)
             assert received == []
@@ -562,16 +571,18 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, ev
 import itertools, sys, torch
 from cvae_core.checkpoints import save_checkpoint
 from cvae_core.config import ModelConfig
+from cvae_core.interrupts import deferred_while_writing
 from cvae_core.models import build_model
 torch.manual_seed(0)
 model = build_model(ModelConfig(arch="mlp", latent_dim=2, hidden=(512, 512)))
-save_checkpoint(sys.argv[1], model, {"round": 0})
-print("ready", flush=True)
-for i in itertools.count(1):
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    save_checkpoint(sys.argv[1], model, {"round": i})
+with deferred_while_writing():  # as the commands run
+    save_checkpoint(sys.argv[1], model, {"round": 0})
+    print("ready", flush=True)
+    for i in itertools.count(1):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        save_checkpoint(sys.argv[1], model, {"round": i})
 """
 
 

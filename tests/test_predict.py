@@ -179,9 +179,9 @@ def test_letters_are_answered_as_not_digits(tmp_path, capsys):
     digit (typeset dark on light, as a scan would be), and keeps its calibrated digit probabilities."""
     from PIL import ImageDraw, ImageFont
 
-    from cvae_core.nondigits import FONT_DIR
+    from cvae_core.nondigits import font_dir
 
-    font = ImageFont.truetype(str(FONT_DIR / "DejaVuSans-Bold.ttf"), size=180)
+    font = ImageFont.truetype(str(font_dir() / "DejaVuSans-Bold.ttf"), size=180)
     files = []
     for letter in "AHKMWX":
         img = Image.new("L", (280, 280), 255)

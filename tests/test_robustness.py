@@ -378,3 +378,14 @@ def test_a_calibration_is_made_only_in_calibration_py():
         for number, line in enumerate(path.read_text().splitlines(), 1) if made.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_the_font_folder_is_a_setting_with_a_lookup(monkeypatch, tmp_path):
+    found = nondigits.font_dir()
+    assert (found / "DejaVuSans.ttf").is_file(), "DejaVu is not installed where the lookup searches"
+    monkeypatch.setenv(nondigits.FONT_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=nondigits.FONT_ENV):
+        nondigits.typeset_letters("A", 1, torch.Generator().manual_seed(0))
+    for name in nondigits.FONTS[:2]:
+        (tmp_path / name).symlink_to(found / name)
+    assert nondigits.typeset_letters("A", 2, torch.Generator().manual_seed(0)).shape[0] == 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cvae_core.catalogue import discover
 from cvae_core.checkpoints import CheckpointError, checkpoint_dir, write_manifest
+from cvae_core.interrupts import deferred_while_writing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,4 +47,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with deferred_while_writing():
+        code = main()
+    sys.exit(code)

@@ -1,5 +1,6 @@
 """File plumbing for checkpoints: bounded reads of regular files only, and writes that leave the
-previous files whole when interrupted (temporary names, fsync, rename, Ctrl-C deferred, a folder lock).
+previous files whole when interrupted (temporary names, fsync, rename, a folder lock; the renames
+run inside the guard a command chose, ``guarding_writes``).
 
 Private to ``cvae_core.checkpoints``: the format and the manifest call these, nothing else should.
 """
@@ -10,11 +11,9 @@ import errno
 import hashlib
 import os
 import secrets
-import signal
 import stat
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,28 +81,25 @@ def read_regular(path: Path, *, limit: int, wanted: Callable[[BinaryIO, int], in
 # ------------------------------------------------------------------------------------- writing
 
 
-_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_write_guard: Callable[[], AbstractContextManager[None]] = nullcontext
 
 
 @contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C and SIGTERM while checkpoint files are written; deliver them afterwards.
-
-    Signal handlers can only be set from the main thread; elsewhere this does nothing (the
-    write is still safe against errors: temporary files first, then renames).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in _DEFERRED_SIGNALS}
+def guarding_writes(guard: Callable[[], AbstractContextManager[None]]) -> Iterator[None]:
+    """Run every checkpoint write (the renames that put new files in place) inside ``guard()``
+    while this block runs. Library code writes unguarded; a command chooses its process's policy,
+    e.g. ``cvae_core.interrupts.interrupts_deferred`` so that Ctrl-C waits until the files are whole."""
+    global _write_guard
+    previous, _write_guard = _write_guard, guard
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in dict.fromkeys(pending):  # each once, in arrival order, to its own handler
-            signal.raise_signal(sig)
+        _write_guard = previous
+
+
+def guarded() -> AbstractContextManager[None]:
+    """The guard the running command chose for a write (``guarding_writes``), else nothing."""
+    return _write_guard()
 
 
 def write_tmp(path: Path, data: bytes) -> Path:

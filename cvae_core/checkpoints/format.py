@@ -32,7 +32,7 @@ from cvae_core.checkpoints._files import (
     NotRegularFile,
     commit,
     folder_locked,
-    interrupts_deferred,
+    guarded,
     read_regular,
     sha256_bytes,
 )
@@ -127,7 +127,8 @@ def save_checkpoint(
     """Write weights (+ latents) and metadata; returns the weights path.
 
     Both files are written in full under temporary names before either is renamed into place,
-    with Ctrl-C deferred, so the previous checkpoint stays whole until the new one is complete.
+    inside the guard the running command chose (``guarding_writes``: the commands defer Ctrl-C), so the
+    previous checkpoint stays whole until the new one is complete.
     A manifest in the folder that lists this checkpoint is updated to the new files.
     """
     weights_path, meta_path = paths_for(path)
@@ -144,7 +145,7 @@ def save_checkpoint(
     files = [(weights_path, blob), (meta_path, _json_bytes(meta, meta_path))]
     with folder_locked(weights_path.parent):
         manifest = manifest_with(weights_path.parent, {p.name: sha256_bytes(b) for p, b in files})
-        with interrupts_deferred():
+        with guarded():
             commit(files + ([manifest] if manifest else []))
     return weights_path
 
@@ -168,7 +169,7 @@ def update_metadata(path: str | Path, updates: dict[str, Any]) -> None:
         manifest = None
         if entries is not None and entries.get(meta_path.name) == sha256_bytes(before):
             manifest = manifest_with(meta_path.parent, {meta_path.name: sha256_bytes(blob)})
-        with interrupts_deferred():
+        with guarded():
             commit([(meta_path, blob)] + ([manifest] if manifest else []))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cvae_core.checkpoints._files import commit, folder_locked, interrupts_deferred, read_regular, sha256_bytes
+from cvae_core.checkpoints._files import commit, folder_locked, guarded, read_regular, sha256_bytes
 from cvae_core.checkpoints.metadata import CheckpointError
 
 MANIFEST_NAME = "MANIFEST.sha256"
@@ -79,7 +79,7 @@ def write_manifest(folder: str | Path) -> Path:
     path = folder / MANIFEST_NAME
     with folder_locked(folder):
         entries = {p.name: sha256_bytes(read_regular(p, limit=MAX_HASHED_BYTES)) for p in _covered(folder)}
-        with interrupts_deferred():
+        with guarded():
             commit([(path, _text(entries))])
     return path
 
