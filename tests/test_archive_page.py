@@ -310,6 +310,28 @@ def test_a_retry_after_an_outage_stores_no_duplicate(request, monkeypatch):
     store.engine.dispose()
 
 
+def test_a_frozen_postgresql_is_not_saved_kept_and_retried(request, monkeypatch):
+    """The database hangs (SIGSTOP): Save says "Not saved" within seconds and keeps the item; once
+    the database answers again, Retry stores it, once."""
+    server, url = request.getfixturevalue("postgres"), request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("CVAE_ARCHIVE_URL", url)
+    draw = AppTest.from_function(draw_page, default_timeout=60).run()
+    draw.session_state["seed"] = 5
+    draw.run()
+    with server.frozen():
+        started = time.monotonic()
+        draw.button(key="draw_save").click().run()
+        took = time.monotonic() - started
+    assert took < 15, f"Save waited {took:.0f} s on a frozen database"
+    assert not draw.exception and "Not saved." in draw.error[0].value and "Retry" in draw.error[0].value
+    assert len(draw.session_state["archive_pending"]) == 1
+    draw.button(key="draw_save_pending_retry").click().run()
+    assert not draw.exception and draw.success[0].value == "Saved 1 item to the archive."
+    archive = Archive.from_url(url)
+    assert archive.count() == 1
+    archive.engine.dispose()
+
+
 def test_a_new_session_saving_the_same_drawing_finds_its_item(app_url):
     """What a replica's death looks like to the archive: the browser's drawing arrives in a new
     session, which knows nothing of the first one's saves."""
