@@ -17,6 +17,7 @@ from cvae_core.catalogue import ModelEntry
 
 SPAN = 3.0  # latent sliders and maps cover [-SPAN, SPAN]
 MAX_POINTS = 2000  # test-set points drawn in an all-labels scatter (a fixed subsample)
+DECODE_CHUNK = 256  # latent points decoded per decoder call
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -50,11 +51,20 @@ def decode_point(_entry: ModelEntry, signature: str, label: int, z: tuple[float,
     return inference.decode(_entry.model, torch.tensor([z]), torch.tensor([label]))[0].numpy()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)  # 190 KB each for a 2-D model
+def decode_uint8(entry: ModelEntry, label: int, points: np.ndarray) -> np.ndarray:
+    """(N, D) latent points decoded under one label, as uint8 (N, 28, 28), ``DECODE_CHUNK`` at a time
+    (a conv decoder's activations for 1,936 points at once would take ~100 MB)."""
+    chunks = []
+    for part in torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).split(DECODE_CHUNK):
+        images = inference.decode(entry.model, part, torch.full((len(part),), label))  # (n, 28, 28)
+        chunks.append((images * 255 + 0.5).to(torch.uint8))
+    return torch.cat(chunks).numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
 def decode_points(_entry: ModelEntry, signature: str, label: int, points: np.ndarray) -> np.ndarray:
-    """(N, D) latent points decoded under one label, as uint8 (N, 28, 28) for the browser."""
-    images = inference.decode(_entry.model, torch.from_numpy(points), torch.full((len(points),), label))
-    return (images * 255 + 0.5).to(torch.uint8).numpy()
+    """(N, D) latent points decoded under one label, as uint8 (N, 28, 28), cached."""
+    return decode_uint8(_entry, label, points)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -1,14 +1,14 @@
 """Latent explorer: pick a digit, move through the latent space with one slider per dimension,
 click the test-set map to jump there, see the manifold grid and interpolation strips.
 
-Each section is a fragment, so a slider reruns only its own section; decodes are cached. For a
-2-D model the sliders and the decoded digit are scrubbed in the browser (``app.scrub``): the
-digit follows a slider without a server round trip, and the map is redrawn only when a slider
-is released. Many-dimensional models keep Streamlit sliders, each move decoded on the server,
-laid out as a compact grid beside the decoded digit. "Sample from the prior" draws z ~ N(0, I);
-"Reset" goes back to the origin. For those models the manifold grid spans the principal plane
-of the chosen digit's test latents (the two directions in which that digit's styles vary most),
-not the first two coordinates.
+Each section is a fragment, so a slider reruns only its own section; decodes are cached. For
+every latent size the sliders and the decoded digit are scrubbed in the browser (``app.scrub``):
+the digit follows a slider without a server round trip, and the server decodes ahead around the
+new point (and, for a 2-D model, redraws the map) only when a slider is released. Many sliders
+form a grid beside the digit; on a phone they scroll in a box under it, so the digit stays on
+screen. "Sample from the prior" draws z ~ N(0, I); "Reset" goes back to the origin. For
+many-dimensional models the manifold grid spans the principal plane of the chosen digit's test
+latents (the two directions in which that digit's styles vary most), not the first two coordinates.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ STEP = scrub.STEP
 MAP_KEY = "latent_map"
 SCRUB_KEY = "latent_scrub"
 LABEL_KEY = "latent_label"
-GRID_COLUMNS = 4  # sliders per row for many-dimensional models
 PLANE_SPREAD = 2.5  # the principal-plane manifold spans this many standard deviations each way
 
 
@@ -40,9 +39,14 @@ def move_to_clicked_point() -> None:
             st.session_state[key] = float(np.clip(round(on_grid, 2), -latent_space.SPAN, latent_space.SPAN))
 
 
-def take_scrubbed_point() -> None:
+def scrub_key(entry: ModelEntry) -> str:
+    """One scrubber per latent size: another size mounts sliders of its own."""
+    return f"{SCRUB_KEY}_{entry.latent_dim}"
+
+
+def take_scrubbed_point(key: str) -> None:
     """Callback of the browser-side sliders: their released position becomes the page's z."""
-    for i, value in enumerate(scrub.moved_to(SCRUB_KEY)):
+    for i, value in enumerate(scrub.moved_to(key)):
         st.session_state[f"latent_z{i}"] = float(np.clip(round(value, 2), -latent_space.SPAN, latent_space.SPAN))
 
 
@@ -70,32 +74,15 @@ def point_buttons(keys: list[str]) -> None:
                   icon=":material/my_location:", help="Back to the origin, z = 0.")
 
 
-def describe_point(label: int, z: tuple[float, ...]) -> str:
-    """The caption of a decoded point: every dimension that is not 0."""
-    moved = [f"z{i} = {v:.2f}" for i, v in enumerate(z) if v != 0]
-    if not moved:
-        return f"A decoded {label} at the origin (every z = 0)"
-    rest = "; every other dimension 0" if len(moved) < len(z) else ""
-    return f"A decoded {label} at " + ", ".join(moved) + rest
-
-
-def sliders_and_image(entry: ModelEntry, label: int, keys: list[str]) -> tuple[float, ...]:
-    """Many dimensions: the decoded digit first (it stays in view), then a grid of small
-    Streamlit sliders, each move decoded on the server."""
-    picture, controls = st.columns([1, 2.4], gap="medium")
-    with controls:
-        rows = [keys[i : i + GRID_COLUMNS] for i in range(0, len(keys), GRID_COLUMNS)]
-        for row in rows:
-            for column, key in zip(st.columns(GRID_COLUMNS), row, strict=False):
-                column.slider(key.removeprefix("latent_"), -latent_space.SPAN, latent_space.SPAN, step=STEP,
-                              key=key, persist_state="session")
-    z = tuple(float(st.session_state[key]) for key in keys)
-    image = latent_space.decode_point(entry, entry.signature, label, z)
-    with picture:
-        st.image(figures.upscale(image, 8), caption=describe_point(label, z), output_format="PNG", width="stretch")
-        point_buttons(keys)
-        st.caption(f"The clickable map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
-    return z
+def scrubbing(entry: ModelEntry, label: int, keys: list[str], z: tuple[float, ...]) -> None:
+    """The decoded digit with its sliders (``app.scrub``), then the point buttons."""
+    key = scrub_key(entry)
+    scrub.scrubber(key=key, entry=entry, z=z, label=label, on_change=lambda: take_scrubbed_point(key))
+    point_buttons(keys)
+    after = ("the map catches up when a slider is released" if entry.latent_dim == 2 else
+             f"the clickable map is drawn for 2-D models ({entry.name} has {entry.latent_dim} dimensions)")
+    st.caption(f"The sliders pick images decoded ahead for every slider position, so the digit follows them at once; "
+               f"{after}.")
 
 
 @st.fragment
@@ -103,17 +90,13 @@ def explorer(entry: ModelEntry, label: int) -> None:
     keys = slider_keys(entry)
     for key in keys:
         st.session_state.setdefault(key, 0.0)
-    if entry.latent_dim != 2:
-        sliders_and_image(entry, label, keys)
-        return
     z = tuple(float(st.session_state[key]) for key in keys)
-    scrubbing, plane = st.columns([2.1, 1.6], gap="medium")
-    with scrubbing:
-        strips = latent_space.decode_points(entry, entry.signature, label, scrub.strip_points(z))
-        scrub.scrubber(key=SCRUB_KEY, z=z, label=label, strips=strips, on_change=take_scrubbed_point)
-        point_buttons(keys)
-        st.caption("The sliders pick images decoded ahead for every slider position, so the digit follows "
-                   "them at once; the map catches up when a slider is released.")
+    if entry.latent_dim != 2:
+        scrubbing(entry, label, keys, z)
+        return
+    left, plane = st.columns([2.1, 1.6], gap="medium")
+    with left:
+        scrubbing(entry, label, keys, z)
     with plane:
         every = st.toggle("All labels", key="latent_all_labels", persist_state="session",
                           help="Show the test digits of every label, coloured, instead of this label only.")
@@ -141,7 +124,7 @@ def principal_manifold(_entry: ModelEntry, signature: str, label: int, n: int) -
     steps = np.linspace(-PLANE_SPREAD, PLANE_SPREAD, n)
     across, down = np.meshgrid(steps, steps[::-1])  # rows from the top: high to low on axis 2
     grid = centre + (across.reshape(-1, 1) * spread[0]) * axes[0] + (down.reshape(-1, 1) * spread[1]) * axes[1]
-    images = latent_space.decode_points(_entry, signature, label, grid.astype(np.float32))
+    images = latent_space.decode_uint8(_entry, label, grid)  # cached here, not again per point
     lead = [", ".join(f"z{i}" for i in np.argsort(-np.abs(axis))[:2]) for axis in axes[:2]]
     return images.reshape(n, n, *images.shape[1:]).astype(np.float32) / 255, f"axis 1 mostly {lead[0]}, axis 2 mostly {lead[1]}"
 
