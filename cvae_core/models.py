@@ -150,7 +150,47 @@ class ConvCVAE(CVAE):
 
     def decode_logits(self, z: Tensor, y: Tensor) -> Tensor:
         h = F.relu(self.decoder_input(torch.cat([z, self.one_hot(y)], dim=1)))
-        return self.decoder_body(h.view(-1, *self.bottleneck))
+        h = h.view(-1, *self.bottleneck)
+        if self.training or torch.is_grad_enabled():
+            return self.decoder_body(h)
+        return self._decode_without_upsampling(h)
+
+    def _decode_without_upsampling(self, h: Tensor) -> Tensor:
+        """The decoder body for inference, each "nearest 2x upsample, then conv" done as one conv on the
+        small map whose four output phases are pixel-shuffled into place (``upsampled_conv_weights``):
+        the same result to float rounding, without building and convolving the 4x larger upsampled map
+        (about a quarter less time for a recogniser-sized decoder on the CPU)."""
+        first, up1, up2 = self.decoder_body[0], self.decoder_body[3], self.decoder_body[6]
+        key = tuple((c.weight.data_ptr(), c.weight._version) for c in (up1, up2))
+        if getattr(self, "_phase_cache", (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                phases = [upsampled_conv_weights(c.weight, c.bias) for c in (up1, up2)]
+            self._phase_cache = (key, phases)
+        (w1, b1, pad1), (w2, b2, pad2) = self._phase_cache[1]
+        h = F.relu(first(h))  # (B, c2, 7, 7)
+        h = F.relu(F.pixel_shuffle(F.conv2d(h, w1, b1, padding=pad1), 2))  # (B, c1, 14, 14)
+        return F.pixel_shuffle(F.conv2d(h, w2, b2, padding=pad2), 2)  # (B, 1, 28, 28) logits
+
+
+def upsampled_conv_weights(weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, int]:
+    """A k x k "same" conv applied after a nearest 2x upsample, as one conv on the map before it:
+    (weights (4 * O, I, q, q), bias (4 * O,), padding) whose output channel o * 4 + 2a + b is the
+    upsampled conv's output o at row phase a and column phase b, for ``F.pixel_shuffle(..., 2)``.
+
+    Output pixel (2i + a, 2j + b) reads upsampled pixels (2i + a + d, ...) for offsets d in [-p, p],
+    p = k // 2, which are small-map pixels i + floor((a + d) / 2): each phase sums the taps that land
+    on the same small-map pixel."""
+    k = weight.shape[-1]
+    p = k // 2
+    r = (p + 1) // 2  # reach on the small map
+    combine = torch.zeros(2, 2 * r + 1, k, dtype=weight.dtype, device=weight.device)  # [phase, small tap, tap]
+    for a in range(2):
+        for d in range(-p, p + 1):
+            combine[a, (a + d) // 2 + r, d + p] = 1
+    phased = torch.einsum("ayk,bxl,oikl->aboiyx", combine, combine, weight)  # (2, 2, O, I, q, q)
+    out, inp = weight.shape[:2]
+    w = phased.permute(2, 0, 1, 3, 4, 5).reshape(4 * out, inp, 2 * r + 1, 2 * r + 1)
+    return w.contiguous(memory_format=torch.channels_last), bias.repeat_interleave(4), r
 
 
 class MLPCVAE(CVAE):
