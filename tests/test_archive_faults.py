@@ -11,6 +11,7 @@ rows lost) are recorded as test properties (``--junitxml`` shows them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -354,25 +356,21 @@ def timed_failure(call) -> tuple[float, str]:
     return time.monotonic() - started, str(caught.value)
 
 
-def in_thread(call, *, timeout: float):
-    """Run ``call`` in a daemon thread and wait at most ``timeout`` s: a hang fails the test instead
-    of hanging the run (the thread is left to the frozen server, which is resumed afterwards)."""
-    outcome: dict[str, object] = {}
+@contextlib.contextmanager
+def hang_guard(seconds: float) -> Iterator[None]:
+    """Fail the test if the block takes longer than ``seconds`` (SIGALRM in the test's thread
+    interrupts a blocked wait for the server), instead of hanging the run."""
 
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as e:  # handed to the test thread
-            outcome["error"] = e
+    def give_up(signum, frame) -> None:
+        pytest.fail(f"still waiting after {seconds:g} s: no timeout on a frozen PostgreSQL")
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        pytest.fail(f"still waiting after {timeout:g} s: no timeout on a frozen PostgreSQL")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome.get("value")
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize("pooled", [True, False], ids=["pooled-connection", "new-connection"])
@@ -386,11 +384,11 @@ def test_a_frozen_postgresql_fails_a_save_within_seconds(request, pooled):
     first = archive.save(make_record(0))
     if not pooled:
         archive.engine.dispose()
-    with server.frozen():
-        took, message = in_thread(lambda: timed_failure(lambda: archive.save(make_record(1))),
-                                  timeout=FROZEN_BOUND_S * 3)
+    with server.frozen(), hang_guard(FROZEN_BOUND_S * 3):
+        took, message = timed_failure(lambda: archive.save(make_record(1)))
     assert took < FROZEN_BOUND_S, f"the save failed only after {took:.1f} s"
     assert re.search(r"cannot be reached: .*(did not answer within|timeout expired)", message), message
-    second = in_thread(lambda: archive.save(make_record(2)), timeout=FROZEN_BOUND_S * 3)
+    with hang_guard(FROZEN_BOUND_S * 3):
+        second = archive.save(make_record(2))
     assert [item.id for item in archive.list()] == [second, first]
     archive.engine.dispose()
