@@ -22,6 +22,7 @@ def run() -> None:
     st.set_page_config(page_title="CVAE Digit Explorer", page_icon="✍️", layout="wide")
     pages = [
         st.Page(PAGES / "draw.py", title="Draw & recognise", icon=":material/draw:", default=True),
+        st.Page(PAGES / "number.py", title="Read a number", icon=":material/pin:"),
         st.Page(PAGES / "latent.py", title="Latent explorer", icon=":material/tune:"),
         st.Page(PAGES / "compare.py", title="Compare conv vs MLP", icon=":material/compare:"),
         st.Page(PAGES / "archive.py", title="Archive", icon=":material/inventory_2:"),

@@ -12,6 +12,9 @@ sentence for a person. ``digit`` is false when the model judges the input not to
 condition and no likelihood threshold fitted on distorted validation digits; a note on stderr
 says so); ``not_digit_score`` is p(not a digit) for models with a background condition, the best
 log-likelihood in nats for the others, null when there is none.
+With ``--number`` each file holds a number written by hand (``cvae_core.numbers``): one object
+per file {"file", "number", "digits": [{"label", "probs", "digit", "box": [x0, y0, x1, y1]}, ...]},
+``number`` the digits read left to right with ``?`` where one is unsure or not a digit.
 A bad file (missing, a folder, too large, not an image, damaged, no digit) never stops the
 others. Exit code: 0 all recognised, 1 some failed, 2 bad usage or no usable model.
 """
@@ -31,6 +34,7 @@ from cvae_core.calibration import MAX_K, Calibration
 from cvae_core.catalogue import default_recogniser, discover
 from cvae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from cvae_core.inference import classify
+from cvae_core.numbers import Recogniser, read_number
 from cvae_core.preprocess import MAX_BYTES, InputError, prepare_bytes
 
 
@@ -79,6 +83,11 @@ def recognise_file(ckpt: Checkpoint, path: Path, *, k: int | None, seed: int) ->
     }
 
 
+def read_number_file(ckpt: Checkpoint, path: Path, *, k: int | None, seed: int) -> dict:
+    reading = read_number(read_limited(path), recogniser=Recogniser(ckpt, k=k, seed=seed))
+    return {"file": _shown(path), "number": reading.text, "digits": [d.to_dict() for d in reading.digits]}
+
+
 def _shown(path: Path) -> str:
     """The path as printable text, even when its bytes are not valid UTF-8."""
     return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
@@ -88,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m cvae_core.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, one digit each")
+    p.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, one digit each (one number with --number)")
+    p.add_argument("--number", action="store_true", help="each file is a number of several digits")
     p.add_argument("--checkpoint", default=None, help="default: the shipped model that recognises best")
     p.add_argument("--k", type=int, default=None, help="importance samples per label (default: the model's calibrated K)")
     p.add_argument("--seed", type=int, default=0)
@@ -111,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in args.images:
         try:
-            result = recognise_file(ckpt, path, k=args.k, seed=args.seed)
+            read = read_number_file if args.number else recognise_file
+            result = read(ckpt, path, k=args.k, seed=args.seed)
         except InputError as e:
             result = {"file": _shown(path), "error": str(e)}
         except Exception as e:  # one file must never stop the others; say what happened
@@ -122,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
         elif "error" in result:
             print(f"{result['file']}: error: {result['error']}", flush=True)
+        elif args.number:
+            print(f"{result['file']}: {result['number']}  ({len(result['digits'])} digits)", flush=True)
         else:
             probs = "  ".join(f"{d}:{q:.3f}" for d, q in enumerate(result["probs"]))
             answer = result["label"] if result["digit"] is not False else f"not a digit (best guess {result['label']})"

@@ -35,7 +35,8 @@ ORIGINAL_MAX_SIDE = 512  # originals are downscaled to fit this box before stori
 ORIGINAL_MAX_PIXELS = 4096 * 4096  # larger originals are refused, not resized
 FILENAME_MAX = 120
 MODEL_MAX = 64
-SOURCES = ("canvas", "upload")
+SOURCES = ("canvas", "upload", "number")  # "number": one digit of a number (the Read a number page)
+NUMBER_MAX = 64  # characters of the number a digit came from
 SIGMA_MAX = 1.0
 PROBS_TOLERANCE = 1e-3  # ten probabilities must sum to 1 within this (float32 softmax rounding)
 
@@ -64,7 +65,8 @@ class Answer:
     score), ``partner_*`` the reading of the other architecture's model shown beside it, and
     ``true_label`` what the user says they wrote (None: not told), ``finished`` whether a drawing was
     finished when saved (False: it went on after this was saved, and the labelled data set leaves it
-    out; None: not known, as for items saved before this was kept). Columns added after the first
+    out; None: not known, as for items saved before this was kept), ``number`` the number a digit
+    of source "number" came from (its digits, ``?`` where not known). Columns added after the first
     version are optional, so that older archives gain them as NULL.
     """
 
@@ -82,6 +84,7 @@ class Answer:
     partner_label: int | None = _column(Integer, optional=True)
     partner_confidence: float | None = _column(Float, optional=True)
     finished: bool | None = _column(Boolean, optional=True)
+    number: str | None = _column(String(NUMBER_MAX), optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +204,15 @@ def _vector(value: Any, name: str, *, probabilities: bool, total: float = 1.0) -
     if probabilities and (arr.min() < 0 or arr.max() > 1 or abs(arr.sum() - total) > PROBS_TOLERANCE):
         raise _refuse(f"its {name} must be between 0 and 1 and sum to 1 (with the not-a-digit score, if any)")
     return tuple(float(v) for v in arr)
+
+
+def _number_text(value: Any) -> str | None:
+    """The number a digit came from: 1 to ``NUMBER_MAX`` digits or ``?``, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= NUMBER_MAX or any(ch not in "0123456789?" for ch in value):
+        raise _refuse(f"its number must be 1 to {NUMBER_MAX} digits (or ?)")
+    return value
 
 
 def true_label(value: Any) -> int | None:
@@ -341,6 +353,7 @@ def prepare(record: Record | Mapping[str, Any] | Entry) -> Entry:
         partner_confidence=(None if partner is None or record.partner_confidence is None
                             else _number(record.partner_confidence, "partner's confidence", 0.0, 1.0)),
         finished=None if record.finished is None else bool(record.finished),
+        number=_number_text(record.number),
         fingerprint=key,
         input_png=png_bytes(pixels),
         recon_png=png_bytes(_pixels(record.recon_image, "reconstruction")),
