@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         out["load_average"] = [before, load_average()[0]]
         out["seconds"] = round(time.perf_counter() - t0, 1)
         out["quick"] = args.quick
+        out["generated"] = now_iso()  # sections of a partial run keep their own dates
         sections[f"{name}@{args.tag}" if args.tag else name] = out
         RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")  # keep what is done if a later part fails
     RESULTS_MD.write_text(tables.markdown(results, heading="#"))

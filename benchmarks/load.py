@@ -62,6 +62,7 @@ from benchmarks.streamlit_client import Element, Session
 from benchmarks.strokes import STROKES, canvas_value, stroke_points
 from benchmarks.targets import TARGETS
 from benchmarks.timing import summarise
+from cvae_core.checkpoints import now_iso
 
 SESSIONS = (1, 20, 40, 60, 80, 100)
 DURATION_S = 60.0
@@ -501,6 +502,9 @@ def _s(ms: float | None) -> str:
 
 def report_lines(section: dict[str, Any]) -> list[str]:
     """The README's classroom table: one row per N, then the targets."""
+    if "client" not in section:  # a run of the Chromium-per-session benchmark this one replaced
+        return ["Not measured yet: run `python -m benchmarks.load` on a quiet machine. (The earlier run drove one "
+                "Chromium per session; on one client core it measured the browsers, not the server.)"]
     head = ["sessions", "digits", "p50", "p95", "max", "missed", "wrong", "errors", "saves lost",
             "server CPU per digit", "server RSS (max)", "server core busy", "client core busy"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -565,12 +569,14 @@ def main(argv: list[str] | None = None) -> int:
         with pinned_client(pinning):
             v = asyncio.run(validate(trials=args.trials, pinning=pinning, timeout=args.timeout, seed=0))
         v["load_average"] = [before, load_average()[0]]
+        v["generated"] = now_iso()
         print(json.dumps(v, indent=1))
         section["validation"] = v
     else:
         out = run(quick=args.quick, sessions=args.sessions, duration=args.duration, interval=args.interval,
                   clear=not args.no_clear, save=not args.no_save, timeout=args.timeout, pin=not args.no_pin)
-        out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1), quick=args.quick)
+        out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1), quick=args.quick,
+                   generated=now_iso())
         if "validation" in section:
             out["validation"] = section["validation"]
         section = out

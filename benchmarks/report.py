@@ -18,6 +18,7 @@ markers in the README, the section is printed and the command exits with status 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -46,6 +47,7 @@ DIGIT_COLOURS = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3
                  "#FF97FF", "#FECB52"]
 SPLIT_DASH = {"train": "solid", "val": "dash", "test": "dot"}
 WIDTH = 1100  # figure width in CSS pixels
+PER_MODEL = ("latency", "throughput", "limit")  # benchmark sections with one entry per model
 
 
 def load_all() -> list[Checkpoint]:
@@ -151,15 +153,23 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
     if results is None:
         parts += ["No benchmark results yet: run `python -m benchmarks`.", ""]
     else:
+        results, unmeasured = shipped_only(results, ckpts)
         m = results.get("machine", {})
-        loads = ", ".join(f"{k} {v['load_average'][0]}–{v['load_average'][1]}"
-                          for k, v in results.get("sections", {}).items() if "load_average" in v)
+        runs = "; ".join(f"{k} {v.get('generated', results.get('generated'))} (1-minute load average "
+                         f"{v['load_average'][0]}–{v['load_average'][1]})"
+                         for k, v in results.get("sections", {}).items() if "load_average" in v)
         parts += [
             f"Measured by `python -m benchmarks` on {m.get('cpu')} ({m.get('cores')} cores, no GPU), torch "
-            f"{m.get('torch')}, {results.get('generated')}; 1-minute load average during each part: {loads}. "
-            "All tables, with p50 and p95 of every measure, are in "
+            f"{m.get('torch')}; each part with its date and the load during it: {runs}. Timings are only as good "
+            "as the machine was quiet. All tables, with p50 and p95 of every measure, are in "
             "[benchmarks/results.md](benchmarks/results.md).",
             "",
+        ]
+        if unmeasured:
+            parts += [f"Not measured yet (shipped since the last run; `python -m benchmarks` measures them): "
+                      f"{', '.join(f'`{n}`' for n in unmeasured)}. Models measured then but no longer shipped "
+                      "are left out.", ""]
+        parts += [
             tables.targets_table(results),
             "",
         ]
@@ -172,6 +182,21 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
                       *load_benchmark.report_lines(load), ""]
     parts.append(END)
     return "\n".join(parts)
+
+
+def shipped_only(results: dict[str, Any], ckpts: list[Checkpoint]) -> tuple[dict[str, Any], list[str]]:
+    """The benchmark results with only the models that ship (a model measured once but no longer in
+    the checkpoint folder is not described), and the shipped CVAEs the per-model sections lack."""
+    results, shipped = copy.deepcopy(results), {c.name for c in ckpts}
+    measured: set[str] = set()
+    for name, sec in results.get("sections", {}).items():
+        tables = [sec.get("models")] if name.split("@")[0] in PER_MODEL else []
+        tables += [sec.get("inference"), sec.get("training")] if name == "scaling" else []
+        for table in filter(None, tables):
+            measured |= set(table)
+            for model in [m for m in table if m not in shipped]:
+                del table[model]
+    return results, sorted(c.name for c in ckpts if is_cvae(c) and c.name not in measured)
 
 
 def replace_section(readme: Path, text: str) -> bool:
