@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -34,16 +36,23 @@ def test_canvas_value_is_what_the_canvas_sends():
     assert 130 <= stroke["left"] <= 150 and stroke["height"] == pytest.approx(190)
 
 
-def test_one_session_draws_reads_and_saves(data_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("CVAE_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("CVAE_CHECKPOINT_DIR", raising=False)  # the committed checkpoints
-    env = server_env(tmp_path)
-    server = start_server("app", load.APP, env, tmp_path, watch_files=False)
+@pytest.fixture(scope="module")
+def app_server(data_dir, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """``streamlit run`` on the committed checkpoints with an archive of its own: (URL, archive URL)."""
+    tmp = tmp_path_factory.mktemp("load_client")
+    env = {**server_env(tmp), "CVAE_DATA_DIR": str(data_dir)}
+    env.pop("CVAE_CHECKPOINT_DIR", None)
+    server = start_server("app", load.APP, env, tmp, watch_files=False)
     try:
         wait_healthy(server, timeout=load.SETUP_TIMEOUT_S)
-        tally, saved = asyncio.run(session_of_digits(server.url, env["CVAE_ARCHIVE_URL"]))
+        yield server.url, env["CVAE_ARCHIVE_URL"]
     finally:
         stop_server(server)
+
+
+def test_one_session_draws_reads_and_saves(app_server, data_dir, monkeypatch):
+    monkeypatch.setenv("CVAE_DATA_DIR", str(data_dir))
+    tally, saved = asyncio.run(session_of_digits(*app_server))
     assert tally.errors == []
     assert tally.missed == 0 and len(tally.latencies_s) == DIGITS
     assert tally.right >= DIGITS - 1, f"{tally.right} of {DIGITS} read right"
@@ -60,6 +69,35 @@ async def session_of_digits(url: str, archive_url: str) -> tuple[load.Tally, int
     finally:
         await session.close()
     return tally, load.archive_count(archive_url)
+
+
+def text_of(element: load.Element) -> str:
+    if element.kind == "imgs":
+        return " ".join(image.caption for image in element.proto.imgs)
+    return getattr(element.proto, "body", "")
+
+
+def test_the_answer_comes_before_the_partner_models_reading(app_server, data_dir, monkeypatch):
+    """The answer never waits on the second model: the server sends it before anything the partner
+    model read (its agreement line, its reconstruction's caption)."""
+    monkeypatch.setenv("CVAE_DATA_DIR", str(data_dir))
+
+    async def one_stroke() -> list[load.Element]:
+        value, _ = load.Digits(1, seed=2).take()
+        session = await load.Session.open(app_server[0], timeout=load.SETUP_TIMEOUT_S)
+        try:
+            seconds, answer, run = await load.draw(session, value, timeout=load.SETUP_TIMEOUT_S)
+            assert seconds is not None and answer
+            await load.finished(run, load.SETUP_TIMEOUT_S)
+            return run.elements
+        finally:
+            await session.close()
+
+    elements = asyncio.run(one_stroke())
+    answer = next(i for i, e in enumerate(elements) if load.is_answer(e))
+    partner = [i for i, e in enumerate(elements) if re.search(r"\bagrees\b|\breads\b", text_of(e))]
+    assert partner, [text_of(e) for e in elements]
+    assert answer < min(partner)
 
 
 def test_the_knee_counts_missed_digits_as_never_answered():
