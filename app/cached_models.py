@@ -18,6 +18,7 @@ import streamlit as st
 from cvae_core import catalogue
 from cvae_core.catalogue import ModelEntry
 from cvae_core.checkpoints import checkpoint_dir
+from cvae_core.runs import trained
 
 MODEL_KEY = "sidebar_model"  # the sidebar's model picker
 TRAIN_HELP = """No trained model was found in `{folder}`.
@@ -35,9 +36,9 @@ The MNIST folder comes from `--data-dir` or `$CVAE_DATA_DIR`; `CVAE_CHECKPOINT_D
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _described(path: bytes, signature: str) -> ModelEntry:
+def _described(path: bytes, signature: str, trained_here: bool = False) -> ModelEntry:
     """Shared across sessions and read-only, like the models (``signature`` keys the cache)."""
-    return catalogue.describe(Path(os.fsdecode(path)), signature)
+    return catalogue.describe(Path(os.fsdecode(path)), signature, trained_here=trained_here)
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading a model…")
@@ -52,11 +53,14 @@ def _load_failures() -> dict[str, str]:
 
 
 def all_models() -> list[ModelEntry]:
-    """Every checkpoint in the checkpoint folder, sorted by name, described from its metadata (not loaded)."""
+    """Every checkpoint in the checkpoint folder, sorted by name, then the models trained here
+    (``cvae_core.runs.trained``, listed afresh on every run: a new one needs no restart),
+    described from their metadata (not loaded)."""
     failed = _load_failures()
     entries = []
-    for path in catalogue.find(checkpoint_dir()):
-        entry = _described(os.fsencode(path), catalogue.signature(path))
+    listed = [(path, False) for path in catalogue.find(checkpoint_dir())] + [(path, True) for path in trained.models()]
+    for path, trained_here in listed:
+        entry = _described(os.fsencode(path), catalogue.signature(path), trained_here)
         if entry.ok and entry.signature in failed:
             entry = dataclasses.replace(entry, error=failed[entry.signature])
         entries.append(entry)
@@ -79,12 +83,14 @@ def load(entry: ModelEntry) -> ModelEntry | None:
 
 
 def selected_entry() -> ModelEntry | None:
-    """The model picked in the sidebar, else the best recogniser (``catalogue.recogniser_ranking``),
+    """The model picked in the sidebar, else the best recogniser (``catalogue.recogniser_ranking``)
+    among the shipped models (a visitor's model trained here is never another's landing model),
     described but not loaded."""
     entries = available_models()
     chosen = st.session_state.get(MODEL_KEY)
     picked = next((e for e in entries if e.name == chosen), None)
-    return picked or next(iter(catalogue.recogniser_ranking(entries)), None) or catalogue.default_model(entries)
+    shipped = [e for e in entries if not e.trained_here]
+    return picked or next(iter(catalogue.recogniser_ranking(shipped)), None) or catalogue.default_model(entries)
 
 
 def selected_model() -> ModelEntry | None:
@@ -98,8 +104,8 @@ def selected_model() -> ModelEntry | None:
 
 
 def partner_model(entry: ModelEntry) -> ModelEntry | None:
-    """A model of the other architecture (``catalogue.partner``), loaded."""
-    while (other := catalogue.partner(available_models(), entry)) is not None:
+    """A model of the other architecture (``catalogue.partner``) among the shipped ones, loaded."""
+    while (other := catalogue.partner([e for e in available_models() if not e.trained_here], entry)) is not None:
         loaded = load(other)
         if loaded is not None:
             return loaded

@@ -21,12 +21,15 @@ LOSS_CONVENTION = (
     "targets (the usual convention) + KL to N(0, I). Lower is better."
 )
 CHOSEN_KEY = "sidebar_model_chosen"  # the model the visitor last picked (absent: the picker shows the default)
-GROUPS = ("paper", "recogniser", "variant")
-GROUP_NAMES = {"paper": "Paper", "recogniser": "Recogniser", "variant": "Variant"}
+GROUPS = ("paper", "recogniser", "variant", "trained")
+GROUP_NAMES = {"paper": "Paper", "recogniser": "Recogniser", "variant": "Variant", "trained": "Trained here"}
 
 
 def group(entry: ModelEntry) -> str:
-    """"paper" (the paper's plain models), "recogniser" or "variant" (everything else)."""
+    """"paper" (the paper's plain models), "recogniser", "variant" (everything else shipped) or
+    "trained" (made on this server's Train page)."""
+    if entry.trained_here:
+        return "trained"
     if is_paper_model(entry.info, name=entry.name):
         return "paper"
     return "recogniser" if entry.role == "recogniser" else "variant"
@@ -58,6 +61,8 @@ def what_it_is(entry: ModelEntry) -> list[str]:
     if group(entry) == "paper":
         lines.append("★ One of the paper's models, trained as the paper describes.")
     training = entry.info.training
+    if entry.trained_here:
+        lines.append(f"**Trained here**, on this server's Train page: `{training.command}`")
     if training.disc_weight > 0:
         lines.append(f"**Hybrid**: besides the CVAE loss, a share of each batch also paid for misreading its digit "
                      f"(Bayes' rule over the labels, weight {training.disc_weight:g}). It recognises better, at a "
@@ -129,8 +134,8 @@ def render() -> None:
                 "Model", names, index=names.index(selected.name), key=cached_models.MODEL_KEY,
                 format_func=lambda n: _label(by_name[n]), on_change=_remember_choice,
                 help="★ the paper's models (conv and MLP, plain training); recognisers (trained to read digits "
-                     "and to refuse non-digits); other variants (hybrid or fine-tuned). The Compare page pairs "
-                     "conv with MLP.",
+                     "and to refuse non-digits); other variants (hybrid or fine-tuned); trained here (on "
+                     "this server's Train page). The Compare page pairs conv with MLP.",
             )
             model_card(selected, ready)
         else:

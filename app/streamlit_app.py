@@ -25,6 +25,7 @@ def run() -> None:
         st.Page(PAGES / "number.py", title="Read a number", icon=":material/pin:"),
         st.Page(PAGES / "latent.py", title="Latent explorer", icon=":material/tune:"),
         st.Page(PAGES / "compare.py", title="Compare conv vs MLP", icon=":material/compare:"),
+        st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
         st.Page(PAGES / "archive.py", title="Archive", icon=":material/inventory_2:"),
     ]
     page = st.navigation(pages)

@@ -8,6 +8,7 @@
     python -m benchmarks --only load          # N concurrent sessions on one server core (benchmarks/load.py;
                                               # python -m benchmarks.load for its own flags)
     python -m benchmarks --only numbers       # reading written numbers (benchmarks/numbers.py)
+    python -m benchmarks --only training      # the Train page: first curve point, the quick preset (benchmarks/training.py)
 
 Models come from the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), MNIST from
 ``$CVAE_DATA_DIR``. Timings are only as good as the machine is quiet: the load average is recorded
@@ -22,14 +23,14 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import browser, latency, limit, load, numbers, scaling, tables, throughput
+from benchmarks import browser, latency, limit, load, numbers, scaling, tables, throughput, training
 from benchmarks.machine import load_average, machine, use_all_cores
 from benchmarks.paths import RESULTS_JSON, RESULTS_MD
 from benchmarks.shipped import NoModels, shipped_models
 from cvae_core.checkpoints import checkpoint_dir, now_iso
 from cvae_core.data import DataError, load_mnist
 
-SECTIONS = ("latency", "throughput", "limit", "scaling", "browser", "load", "numbers")
+SECTIONS = ("latency", "throughput", "limit", "scaling", "browser", "load", "training", "numbers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             out = limit.run(models, quick=args.quick, throughput=sections.get("throughput"), data=data)
         elif name == "scaling":
             out = scaling.run(models, quick=args.quick, data=data)
+        elif name == "training":
+            out = training.run(quick=args.quick)
         elif name == "numbers":
             out = numbers.run(quick=args.quick, data=data)
         elif name == "load":

@@ -24,7 +24,7 @@ from cvae_core.catalogue import ModelEntry
 from cvae_core.config import TrainConfig
 from cvae_core.data import MNIST, load_mnist, to_float
 from cvae_core.models import build_model
-from cvae_core.train import set_seed, train_one_epoch
+from cvae_core.train import Run, set_seed, train_one_epoch
 
 BATCHES = (1, 4, 16, 64, 256, 1024)
 
@@ -50,11 +50,10 @@ def training_scaling(m: ModelEntry, data: MNIST, *, quick: bool) -> dict[str, An
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
         images, labels = data.train_images[:n], data.train_labels[:n]
-        kwargs = {"cfg": cfg, "steps_per_epoch": math.ceil(n / cfg.batch_size),
-                  "generator": torch.Generator().manual_seed(0), "device": torch.device("cpu")}
-        train_one_epoch(model, opt, sched, images[:256], labels[:256], step=0, **kwargs)  # warm-up
+        run = Run(model, opt, sched, cfg, torch.Generator().manual_seed(0), math.ceil(n / cfg.batch_size))
+        train_one_epoch(run, images[:256], labels[:256])  # warm-up
         t0 = time.perf_counter()
-        train_one_epoch(model, opt, sched, images, labels, step=2, **kwargs)
+        train_one_epoch(run, images, labels)
         rows.append({"images": n, "seconds": round(time.perf_counter() - t0, 3)})
     n_arr = np.array([r["images"] for r in rows], dtype=np.float64)
     t_arr = np.array([r["seconds"] for r in rows])

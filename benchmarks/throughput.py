@@ -32,7 +32,7 @@ from cvae_core.catalogue import ModelEntry
 from cvae_core.config import TrainConfig
 from cvae_core.data import FILES, MNIST, batches, find_file, load_mnist
 from cvae_core.models import build_model, cvae_loss
-from cvae_core.train import lr_factor, make_optimizer, set_seed, train_one_epoch
+from cvae_core.train import Run, lr_factor, make_optimizer, set_seed, train_one_epoch
 
 BATCH = 128
 WARMUP_BATCHES = 5
@@ -75,11 +75,11 @@ def time_ours(m: ModelEntry, images: torch.Tensor, labels: torch.Tensor) -> floa
     opt, sched = _optimiser(model, steps * 2, ours=True)
     cfg = TrainConfig(batch_size=BATCH)
     gen = torch.Generator().manual_seed(0)
-    kwargs = {"cfg": cfg, "steps_per_epoch": steps, "generator": gen, "device": torch.device("cpu")}
+    run = Run(model, opt, sched, cfg, gen, steps, device=torch.device("cpu"))
     warm = WARMUP_BATCHES * BATCH
-    train_one_epoch(model, opt, sched, images[:warm], labels[:warm], step=0, **kwargs)
+    train_one_epoch(run, images[:warm], labels[:warm])
     t0 = time.perf_counter()
-    train_one_epoch(model, opt, sched, images, labels, step=WARMUP_BATCHES, **kwargs)
+    train_one_epoch(run, images, labels)
     return time.perf_counter() - t0
 
 

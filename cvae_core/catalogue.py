@@ -66,6 +66,7 @@ class ModelEntry:
     error: str | None = None
     ckpt: Checkpoint | None = None  # set by ``load``
     verified: bool = False  # both files are listed in (and so checked against) the folder's manifest
+    trained_here: bool = False  # made on this server's Train page (``cvae_core.runs.trained``), not shipped
 
     @property
     def ok(self) -> bool:
@@ -140,9 +141,10 @@ def find(folder: str | Path | None = None) -> list[Path]:
     return [folder / f"{stem}.safetensors" for stem in sorted(stems)]
 
 
-def describe(weights: Path, sig: str | None = None) -> ModelEntry:
+def describe(weights: Path, sig: str | None = None, *, trained_here: bool = False) -> ModelEntry:
     """The entry of one checkpoint from its metadata, its files checked; never raises."""
-    entry = ModelEntry(name=printable(weights.stem), path=weights, signature=sig or signature(weights))
+    entry = ModelEntry(name=printable(weights.stem), path=weights, signature=sig or signature(weights),
+                       trained_here=trained_here)
     try:
         meta, _ = read_checked(weights)
     except CheckpointError as e:

@@ -24,8 +24,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -101,65 +104,108 @@ def training_batch(
     return seen, target, y
 
 
-def train_one_epoch(
-    model: CVAE | DigitCNN,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    cfg: TrainConfig,
-    step: int,
-    steps_per_epoch: int,
-    generator: torch.Generator,
-    device: torch.device,
-    desc: str = "train",
-    nondigit_pool: Tensor | None = None,
-) -> tuple[dict[str, float], int]:
-    """One pass over (images, labels) in a shuffled order; returns mean metrics and the new step.
+@dataclass
+class Run:
+    """What one training run steps through: the model, its optimiser and schedule, the generator
+    that shuffles and distorts batches, and the optimiser steps taken so far."""
 
-    A CVAE minimises the negative ELBO (plus, with ``cfg.disc_weight``, the class-posterior
-    cross-entropy on a share of the batch); the CNN reference minimises cross-entropy."""
-    model.train()
-    classifier = isinstance(model, DigitCNN)
-    sums: dict[str, float] = {"loss": 0.0} if classifier else {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    seen_count = 0
-    warm = cfg.kl_warmup_epochs * steps_per_epoch
+    model: CVAE | DigitCNN
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    cfg: TrainConfig
+    generator: torch.Generator
+    steps_per_epoch: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    nondigit_pool: Tensor | None = None  # non-digits for a model with a background condition
+    step: int = 0
+
+
+class Observer(Protocol):
+    """Watches ``fit``: told when training starts, every ``every`` optimiser steps, and after each
+    epoch (``cvae_core.runs`` writes these to a run folder for the app). An observer must not draw
+    from torch's global random numbers, so a watched run trains exactly as an unwatched one."""
+
+    every: int  # optimiser steps between two ``batches`` calls (read after ``started``)
+
+    def started(self, model: CVAE | DigitCNN, *, validation: tuple[Tensor, Tensor], epoch: int,
+                steps_per_epoch: int) -> None: ...
+
+    def batches(self, *, epoch: int, step: int, means: dict[str, float]) -> None: ...
+
+    def epoch_done(self, model: CVAE | DigitCNN, row: dict[str, float]) -> None: ...
+
+
+class Sums:
+    """Per-image sums of a batch's loss parts, averaged on demand."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.images = 0
+
+    def add(self, parts: dict[str, float], images: int) -> None:
+        for k, v in parts.items():
+            self.totals[k] = self.totals.get(k, 0.0) + v
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.images, 1) for k, v in self.totals.items()}
+
+
+def cvae_step(run: Run, seen: Tensor, target: Tensor, y: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """A CVAE's objective on one batch, and the batch's summed loss parts.
+
+    The negative ELBO, with beta ramped up over ``kl_warmup_epochs``; with ``disc_weight``, plus the
+    class-posterior cross-entropy on a share of the batch (hybrid training). The reported loss
+    uses the full beta, so epochs compare."""
+    cfg = run.cfg
+    warm = cfg.kl_warmup_epochs * run.steps_per_epoch
+    beta = cfg.beta * min(1.0, run.step / warm) if warm > 0 else cfg.beta
+    logits, mean, logvar = run.model(seen, y)
+    parts = cvae_loss(logits, target, mean, logvar, beta=beta)
+    objective = parts["loss"].mean()
+    recon, kl = parts["recon"].sum().item(), parts["kl"].sum().item()
+    sums = {"loss": recon + cfg.beta * kl, "recon": recon, "kl": kl}
+    if cfg.disc_weight > 0:
+        m = max(1, round(cfg.disc_fraction * len(y)))
+        pick = torch.randperm(len(y), generator=run.generator)[:m].to(y.device)
+        ce = class_posterior_loss(run.model, seen[pick], y[pick], temperature=cfg.disc_temperature)
+        objective = objective + cfg.disc_weight * ce
+        sums["disc_ce"] = ce.item() * len(y)
+    return objective, sums
+
+
+def classifier_step(run: Run, seen: Tensor, target: Tensor, y: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """The CNN reference's objective on one batch: cross-entropy (it reconstructs nothing: ``target``
+    is unused)."""
+    objective = F.cross_entropy(run.model(seen), y)
+    return objective, {"loss": objective.item() * len(y)}
+
+
+def train_one_epoch(
+    run: Run, images: Tensor, labels: Tensor, *, desc: str = "train", epoch: int = 1, observer: Observer | None = None
+) -> dict[str, float]:
+    """One pass over (images, labels) in a shuffled order; returns the mean loss parts per image."""
+    run.model.train()
+    step = classifier_step if isinstance(run.model, DigitCNN) else cvae_step
+    epoch_sums, window = Sums(), Sums()
     bar = tqdm(total=len(labels), desc=desc, unit="img", leave=False, dynamic_ncols=True, mininterval=0.5, disable=None)
-    for x, y in batches(images, labels, cfg.batch_size, shuffle=True, generator=generator, device=device):
-        seen, target, y = training_batch(x, y, model, cfg, generator, nondigit_pool)
-        if classifier:
-            objective = F.cross_entropy(model(seen), y)
-            parts = {"loss": objective.detach().expand(len(y))}
-        else:
-            beta = cfg.beta * min(1.0, step / warm) if warm > 0 else cfg.beta
-            logits, mean, logvar = model(seen, y)
-            parts = cvae_loss(logits, target, mean, logvar, beta=beta)
-            objective = parts["loss"].mean()
-            if cfg.disc_weight > 0:
-                m = max(1, round(cfg.disc_fraction * len(y)))
-                pick = torch.randperm(len(y), generator=generator)[:m].to(y.device)
-                ce = class_posterior_loss(model, seen[pick], y[pick], temperature=cfg.disc_temperature)
-                objective = objective + cfg.disc_weight * ce
-                sums["disc_ce"] = sums.get("disc_ce", 0.0) + ce.item() * len(y)
-        optimizer.zero_grad(set_to_none=True)
+    for x, y in batches(images, labels, run.cfg.batch_size, shuffle=True, generator=run.generator, device=run.device):
+        seen, target, y = training_batch(x, y, run.model, run.cfg, run.generator, run.nondigit_pool)
+        objective, parts = step(run, seen, target, y)
+        run.optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        n = len(y)
-        seen_count += n
-        with torch.no_grad():
-            if classifier:
-                sums["loss"] += parts["loss"].sum().item()
-            else:
-                sums["recon"] += parts["recon"].sum().item()
-                sums["kl"] += parts["kl"].sum().item()
-                sums["loss"] = sums["recon"] + cfg.beta * sums["kl"]
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step += 1
+        epoch_sums.add(parts, len(y))
+        window.add(parts, len(y))
+        if observer is not None and run.step % observer.every == 0:
+            observer.batches(epoch=epoch, step=run.step, means=window.means())
+            window = Sums()
         bar.update(len(x))
-        bar.set_postfix(loss=f"{sums['loss'] / seen_count:.2f}", refresh=False)
+        bar.set_postfix(loss=f"{epoch_sums.means()['loss']:.2f}", refresh=False)
     bar.close()
-    return {k: v / max(seen_count, 1) for k, v in sums.items()}, step
+    return epoch_sums.means()
 
 
 def class_posterior_loss(model: CVAE, x: Tensor, y: Tensor, *, temperature: float = 1.0) -> Tensor:
@@ -215,6 +261,7 @@ def fit(
     init: str | Path | None = None,
     role: str | None = None,
     resume: bool = False,
+    observer: Observer | None = None,
 ) -> dict[str, Any]:
     """Train (from scratch, or from the weights of checkpoint ``init``), keep the best-by-validation
     weights, write the checkpoint; returns its metadata. A ``KeyboardInterrupt`` (Ctrl-C, or
@@ -222,7 +269,8 @@ def fit(
 
     After each epoch the training state goes to ``resume_path(out)``; with ``resume`` training
     continues from it after its last completed epoch, with the same result as an uninterrupted
-    run. The state file is removed when the run completes."""
+    run. The state file is removed when the run completes. An ``observer`` is told of the run's
+    progress (``Observer``) and changes nothing in it."""
     set_seed(cfg.seed)
     (train_x, train_y), (val_x, val_y) = data.split(cfg.val_size, seed=cfg.seed)
     if cfg.subset:
@@ -249,6 +297,7 @@ def fit(
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     pool = nondigits.training_pool(NONDIGIT_POOL, gen, letters=cfg.letters) if model_config.background else None
+    run = Run(model, optimizer, scheduler, cfg, gen, steps_per_epoch, device=device, nondigit_pool=pool)
     meta: dict[str, Any] = {
         "command": command,
         "train_config": cfg.to_dict(),
@@ -263,7 +312,7 @@ def fit(
         "init": init_meta,
         **({"role": role} if role else {}),
     }
-    best_val, best_state, step, first_epoch = math.inf, None, 0, 1
+    best_val, best_state, first_epoch = math.inf, None, 1
     start = time.perf_counter()
     state_file = resume_path(out)
     if resume:
@@ -277,7 +326,7 @@ def fit(
         torch.set_rng_state(saved["torch_rng"])
         np.random.set_state(saved["numpy_rng"])
         random.setstate(saved["python_rng"])
-        best_val, best_state, step = saved["best_val"], saved["best_state"], saved["step"]
+        best_val, best_state, run.step = saved["best_val"], saved["best_state"], saved["step"]
         first_epoch = saved["epoch"] + 1
         meta.update(saved["meta"], command=command)
         meta.pop("interrupted", None)
@@ -286,25 +335,25 @@ def fit(
         print(f"resuming {out.name} after epoch {saved['epoch']}", file=sys.stderr)
     print(f"{out.name}: {model_config.arch}, latent {model_config.latent_dim}, {meta['num_params']:,} parameters, "
           f"{len(train_y):,} training images, device {device}", file=sys.stderr)
+    if observer is not None:
+        observer.started(model, validation=(val_x, val_y), epoch=first_epoch - 1, steps_per_epoch=steps_per_epoch)
     try:
         for epoch in range(first_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
-            train_m, step = train_one_epoch(
-                model, optimizer, scheduler, train_x, train_y, cfg=cfg, step=step,
-                steps_per_epoch=steps_per_epoch, generator=gen, device=device, desc=f"epoch {epoch}/{cfg.epochs}",
-                nondigit_pool=pool,
-            )
+            train_m = train_one_epoch(run, train_x, train_y, desc=f"epoch {epoch}/{cfg.epochs}", epoch=epoch,
+                                      observer=observer)
             epoch_seconds = time.perf_counter() - t0
             val_m = measure(model, val_x, val_y, beta=cfg.beta, device=device)
             if cfg.disc_weight > 0 and not isinstance(model, DigitCNN):
                 val_m["disc_ce"] = validation_ce(model, val_x, val_y, device=device, temperature=cfg.disc_temperature)
             test_m = measure(model, test_x, test_y, beta=cfg.beta, device=device)
-            meta["history"].append({
+            row = {
                 "epoch": epoch, "seconds": round(epoch_seconds, 2), "lr": scheduler.get_last_lr()[0],
                 **{f"train_{k}": v for k, v in train_m.items()},
                 **{f"val_{k}": v for k, v in val_m.items()},
                 **{f"test_{k}": v for k, v in test_m.items()},
-            })
+            }
+            meta["history"].append(row)
             score = val_m["loss"] + cfg.disc_weight * val_m.get("disc_ce", 0.0)  # what training minimises
             improved = score < best_val
             if improved:
@@ -313,7 +362,7 @@ def fit(
                 write(model, best_state, meta, data, out, start=start, device=device)
             meta["training_seconds"] = round(time.perf_counter() - start, 1)
             save_training_state(state_file, {
-                "epoch": epoch, "step": step, "best_val": best_val, "best_state": best_state,
+                "epoch": epoch, "step": run.step, "best_val": best_val, "best_state": best_state,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                 "python_rng": random.getstate(), "meta": meta, "command_args": meta["train_config"],
@@ -322,6 +371,8 @@ def fit(
             parts = "".join(f"  {k} {v:.4g}" for k, v in test_m.items() if k != "loss")
             print(f"epoch {epoch:3d}  train {train_m['loss']:.3f}  val {val_m['loss']:.3f}  test {test_m['loss']:.3f}"
                   f"{parts}  {epoch_seconds:.1f}s{'  *' if improved else ''}", file=sys.stderr, flush=True)
+            if observer is not None:
+                observer.epoch_done(model, row)
     except KeyboardInterrupt:
         meta["interrupted"] = True
         print(f"interrupted: writing the best checkpoint so far; continue with --resume {out}", file=sys.stderr)
@@ -376,8 +427,9 @@ def write(
     save_checkpoint(out, snapshot.cpu(), meta, latents=latents, latent_labels=test_y)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cvae_core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted({*MODELS, *CLASSIFIERS}), default="conv",
                    help="architecture (cnn: the discriminative reference, not a CVAE)")
     p.add_argument("--latent-dim", type=int, default=2)
@@ -422,8 +474,33 @@ def main(argv: list[str] | None = None) -> None:
                    help="share of each batch the discriminative term is computed on")
     p.add_argument("--disc-temperature", type=float, default=TrainConfig.disc_temperature,
                    help="temperature of the class posterior in the discriminative term")
+    return p
+
+
+@dataclass(frozen=True)
+class Command:
+    """A training command, parsed: what ``main`` runs, and what ``cvae_core.runs`` runs for the app."""
+
+    model_config: ModelConfig
+    cfg: TrainConfig
+    out: Path
+    text: str  # the command as recorded in the checkpoint: "python -m cvae_core.train ..."
+    threads: int | None = None
+    device: str | None = None
+    data_dir: str | None = None
+    init: str | None = None
+    role: str | None = None
+    resume: bool = False
+
+
+def parse_command(argv: list[str]) -> Command:
+    """The arguments of ``python -m cvae_core.train`` (without those three words), parsed.
+
+    With ``--resume RUN`` the run's own recorded arguments are read back (only ``--threads`` and
+    ``--device`` may be given again). A bad argument exits with argparse's message."""
+    p = parser()
     args = p.parse_args(argv)
-    given = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)
     if args.resume:
         saved = load_training_state(resume_path(Path(args.resume)))
         original = shlex.split(saved["meta"]["command"])[3:]  # after "python -m cvae_core.train"
@@ -454,21 +531,38 @@ def main(argv: list[str] | None = None) -> None:
         denoise=args.denoise, background_fraction=args.background_fraction, letters=args.letters, eval_size=args.eval_size,
     )
     out = Path(args.out) if args.out else checkpoint_dir() / f"{args.model}-{args.latent_dim}"
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    data = load_mnist(args.data_dir)
-    command = shlex.join(["python", "-m", "cvae_core.train", *given])
-    # Stop cleanly on Ctrl-C or SIGTERM, also when started in the background (where a shell
-    # leaves SIGINT ignored): fit() then writes the best checkpoint so far.
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return Command(
+        model_config=model_config, cfg=cfg, out=out, text=shlex.join(["python", "-m", "cvae_core.train", *given]),
+        threads=args.threads, device=args.device, data_dir=args.data_dir, init=args.init, role=args.role,
+        resume=bool(args.resume),
+    )
+
+
+@contextmanager
+def stopping_cleanly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` in the main thread, also in a process started
+    in the background (where a shell leaves SIGINT ignored): ``fit`` then writes the best
+    checkpoint so far. For commands (``main``, the app's run worker), never for library code."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        meta = fit(model_config, cfg, data, out, command=command, device=pick_device(args.device), init=args.init,
-               role=args.role, resume=bool(args.resume))
+        yield
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = parse_command(list(sys.argv[1:] if argv is None else argv))
+    torch.set_num_threads(command.threads or os.cpu_count() or 1)
+    data = load_mnist(command.data_dir)
+    with stopping_cleanly():
+        meta = fit(command.model_config, command.cfg, data, command.out, command=command.text,
+                   device=pick_device(command.device), init=command.init, role=command.role, resume=command.resume)
+    out = command.out
     t = meta["test"]
     figures = ", ".join(f"{k} {v:.4g}" for k, v in t.items())
     print(f"wrote {out}.safetensors: test {figures}, best epoch {meta['best_epoch']}, {meta['training_seconds']:.0f}s")
