@@ -300,7 +300,7 @@ def render(left: DeltaGenerator, right: DeltaGenerator, mode: str, canvas: Any) 
             st.error(problem, icon=":material/error:")
             return
         if mode == "Draw" and canvas is None:
-            st.caption("Taking back the last stroke…")
+            st.caption("Redrawing the canvas…")  # an Undo or Clear on its way to the canvas
             return
         if data is None:
             st.info("Draw a digit on the black canvas, or switch to **Upload** for a photo of one.",
