@@ -14,7 +14,7 @@ from cvae_core.corruptions import CORRUPTIONS
 # The targets for the best CVAE recogniser, each judged against a fixed bar or against the CNN reference
 # ("ref-1": at least the reference's figure less one point; "below ref": lower than the reference's).
 TARGETS = (
-    ("clean test accuracy", "clean_accuracy", ">=", 0.99),
+    ("clean test accuracy, all 10,000", "full_clean_accuracy", ">=", 0.99),
     ("mean corruption accuracy", "mean_accuracy", ">=", "ref-1"),
     ("held-out corruptions", "mean_accuracy_held_out", ">=", "ref-1"),
     ("ECE, clean", "clean_ece", "<=", 0.01),
@@ -43,7 +43,16 @@ def measured(c: Checkpoint) -> dict[str, Any] | None:
         "digits_flagged": ood.get("digits_flagged"), "k": r.get("k"),
         "letters_flagged": sum(f["detected"] * f["n"] for f in letters) / n if n else None,
         "distorted_flagged": (c.meta.get("recognition") or {}).get("distorted_flagged"),
+        "full_clean_accuracy": _full_clean(c),
     }
+
+
+def _full_clean(c: Checkpoint) -> float | None:
+    """Clean accuracy on the whole test set: ``evaluate``'s, else the suite's when it measured all of it."""
+    ev, r = c.meta.get("evaluation") or {}, c.meta.get("robustness") or {}
+    if ev.get("n") == 10000 and ev.get("accuracy") is not None:
+        return ev["accuracy"]
+    return r["clean"]["accuracy"] if r.get("n") == 10000 else None
 
 
 def _pct(v: float | None, digits: int = 1) -> str:
@@ -226,4 +235,28 @@ def section(ckpts: list[Checkpoint]) -> list[str]:
         "",
         ood_table(ckpts),
         "",
+    ]
+
+
+def pair_section(pair: dict[str, Any] | None) -> list[str]:
+    """The two recognisers reading together (``python -m benchmarks.pair``) against each alone."""
+    if not pair:
+        return []
+    names = [*pair["members"], "pair"]
+    head = ["", *[f"`{n}`" if n != "pair" else "product of both" for n in names]]
+    rows = [("clean accuracy", [pair["clean"][n]["accuracy"] for n in names]),
+            ("ECE, clean", [pair["clean"][n]["ece"] for n in names]),
+            ("mean corruption accuracy", [pair["mean_corruption_accuracy"][n] for n in names]),
+            ("held-out letters flagged", [pair["letters_flagged"][n] for n in names])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([label, *[_pct(v, 2) for v in values]]) + " |" for label, values in rows]
+    lower_better = {"ECE, clean"}
+    worse = [label for label, v in rows if v[-1] is not None and any(
+        m is not None and (v[-1] > m if label in lower_better else v[-1] < m) for m in v[:-1])]
+    lines += ["", "The product beats both members on every measure, so the app can offer it." if not worse else
+              f"The product is not shipped as a recogniser: it is behind a member on {', '.join(worse)}."]
+    return [
+        "The two recognisers reading together: the product of their calibrated posteriors "
+        f"(`cvae_core.ensemble`), on the same first {pair['n']:,} test digits, corruptions and letters "
+        f"(`{pair['command']}`):", "", *lines, "",
     ]

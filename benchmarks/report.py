@@ -149,6 +149,7 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
     for title, name in figures:
         parts += [f"![{title}](docs/figures/{name})", ""]
     parts += recognition_tables.section(ckpts)
+    parts += recognition_tables.pair_section((results or {}).get("sections", {}).get("pair"))
     parts += ["### Speed and memory", ""]
     if results is None:
         parts += ["No benchmark results yet: run `python -m benchmarks`.", ""]
