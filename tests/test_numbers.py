@@ -326,3 +326,45 @@ def test_page_joins_and_cuts_boxes(monkeypatch, tmp_path, glyphs):
     assert len(at.metric[0].value) == 2
     at.button(key="number_cut_1_0").click().run()
     assert not at.exception and at.metric[0].value == "123"
+
+
+# ------------------------------------------------------------------------------------ browser
+
+DRAWN_123 = [[(100, 30), (100, 100), (100, 170)],  # in the wide canvas's pixels (720 x 200)
+             [(190, 65), (215, 38), (255, 35), (282, 62), (275, 100), (230, 140), (195, 170), (290, 170)],
+             [(350, 48), (385, 30), (430, 40), (440, 75), (400, 98), (440, 118), (448, 150), (410, 173), (355, 162)]]
+
+
+@pytest.mark.browser
+def test_browser_a_drawn_123_reads_123_and_a_correction_is_saved(tmp_path):
+    """In Chromium: "123" drawn with the mouse on the wide canvas reads 123; the last digit is then
+    said to be an 8 and the number saved: three labelled archive items of source "number"."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORT, running_app
+
+    with running_app(ROOT / "checkpoints", tmp_path) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{url}/number")
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for(state="visible")
+        box = canvas.bounding_box()
+        assert box["width"] == 720
+        for points in DRAWN_123:
+            page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+            page.mouse.down()
+            for x, y in points[1:]:
+                page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+            page.mouse.up()
+        number = page.locator('[data-testid="stMetric"]:has-text("The number") [data-testid="stMetricValue"]')
+        page.wait_for_function("(el) => el.innerText.trim() === '123'", arg=number.element_handle())
+        page.locator(".st-key-number_truth_0_2 [data-testid='stSelectbox']").click()
+        page.get_by_role("option", name="8", exact=True).click()
+        page.get_by_role("button", name="Save 3 digits to the archive").click()
+        page.wait_for_selector('[data-testid="stAlertContentSuccess"]:has-text("Saved 3 digits")')
+        assert not page.locator('[data-testid="stException"]').count()
+        browser.close()
+    items = sorted(Archive.from_url(f"sqlite:///{tmp_path / 'archive.db'}").list(), key=lambda item: item.id)
+    assert [(i.source, i.label, i.true_label, i.number) for i in items] == [
+        ("number", 1, 1, "128"), ("number", 2, 2, "128"), ("number", 3, 8, "128")]

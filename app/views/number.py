@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from streamlit_drawable_canvas import st_canvas
 
 from app import archive_ui, cached_models, figures, inputs
+from app.draw_results import percent
 from cvae_core import catalogue, inference
 from cvae_core.archive import ArchiveError, RecordError
 from cvae_core.checkpoints import checkpoint_dir
@@ -66,14 +67,23 @@ def undo_stroke() -> None:
     st.session_state[KEY + "initial"] = {"objects": objects[:-1], "revision": revision}
 
 
+def canvas_size() -> str:
+    """The canvas size chosen, else the one that fits the visitor's screen: a phone's browser says
+    "Mobile" in its user agent (the server cannot know the screen's width otherwise)."""
+    if KEY + "size" not in st.session_state:
+        st.session_state[KEY + "size"] = "Phone" if "Mobi" in (st.context.headers.get("User-Agent") or "") else "Wide"
+    return st.session_state[KEY + "size"]
+
+
 def canvas_input() -> tuple[bytes | None, str | None]:
     """The wide canvas with Undo, Clear, the pen and the canvas size; (PNG bytes or None, problem)."""
-    width, height = CANVAS[st.session_state.get(KEY + "size", "Wide")]
+    width, height = CANVAS[canvas_size()]
     # The key contains "draw_canvas_": app/style.css clips the component's hover toolbar for it,
     # as on the Draw page (the page's own Undo and Clear work by touch too).
     result = st_canvas(
         stroke_width=st.session_state.get(KEY + "stroke", 12), stroke_color="#FFFFFF", background_color="#000000",
-        width=width, height=height, drawing_mode="freedraw", initial_drawing=st.session_state.get(KEY + "initial"),
+        width=width, height=height, drawing_mode="freedraw", return_image_data=True,
+        initial_drawing=st.session_state.get(KEY + "initial"),
         key=f"{KEY}draw_canvas_{st.session_state.get(KEY + 'generation', 0)}",
     )
     objects = (result.json_data or {}).get("objects") or []
@@ -83,7 +93,7 @@ def canvas_input() -> tuple[bytes | None, str | None]:
         st.button("Clear", key=KEY + "clear", icon=":material/delete:", on_click=clear_canvas, disabled=not objects)
         with st.popover("Pen", icon=":material/edit:"):
             st.slider("Stroke width", 4, 30, 12, key=KEY + "stroke")
-            st.segmented_control("Canvas", list(CANVAS), default="Wide", required=True, key=KEY + "size",
+            st.segmented_control("Canvas", list(CANVAS), required=True, key=KEY + "size",
                                  on_change=clear_canvas, help="Phone: a canvas that fits a phone's screen.")
     if not objects:
         return None, None
@@ -175,15 +185,16 @@ def overlay(data: bytes, reading: NumberReading) -> Image.Image:
     if scale < 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BOX)
     size = max(12, round(0.3 * np.median([d.box[3] - d.box[1] for d in reading.digits]) * scale))
-    top = size + 6  # room above the picture for the readings of digits at its top edge
+    width = max(2, round(size / 8))  # of the boxes' lines
+    top = size + 6 + 2 * width  # room above the picture for the readings of digits at its top edge
     canvas = Image.new("RGB", (img.width, img.height + top), (255, 255, 255))
     canvas.paste(img, (0, top))
     draw = ImageDraw.Draw(canvas)
     font = _font(size)
-    width = max(2, round(size / 8))
     for d in reading.digits:
         colour = UNSURE_COLOUR if d.unsure else SURE
         x0, y0, x1, y1 = (round(v * scale) for v in d.box)
+        x0, y0, x1, y1 = x0 - 2 * width, y0 - 2 * width, x1 + 2 * width, y1 + 2 * width  # around the ink, not on it
         draw.rectangle([x0, y0 + top, x1 - 1, y1 - 1 + top], outline=colour, width=width)
         text = d.shown
         tx = x0 + (x1 - x0) / 2
@@ -192,14 +203,10 @@ def overlay(data: bytes, reading: NumberReading) -> Image.Image:
     return canvas
 
 
-def percent(p: float) -> str:
-    return "> 99 %" if p >= 0.995 else "< 1 %" if p < 0.005 else f"{100 * p:.0f} %"
-
-
 def digit_card(i: int, reading: NumberReading, version: int) -> int | None:
     """One digit: what the model saw, its two best candidates, its true label, join and cut. Returns the label."""
     d = reading.digits[i]
-    with st.container(border=True, width=170, key=f"{KEY}card_{i}"):
+    with st.container(border=True, width=200, key=f"{KEY}card_{i}"):
         st.image(figures.upscale(d.image, 2), output_format="PNG", width=56)
         (best, p1), (second, p2) = d.top(2)
         if d.digit is False:
