@@ -3,12 +3,14 @@
     python -m benchmarks.numbers                  # 1,200 numbers; writes the "numbers" section of results.json
     python -m benchmarks.numbers --count 200      # fewer, to check that it runs
     python -m benchmarks --only numbers           # the same, as part of ``make bench``
+    python -m benchmarks.numbers --readme README.md   # no measuring: the table from results.json into the README
 
 The numbers come from ``cvae_core.numbers.synth`` (seeded: every run reads the same ones),
 written out as PNG files and read by ``cvae_core.numbers.read_number`` with the default
 recogniser, end to end, as ``python -m cvae_core.predict --number`` reads a file. A digit is "in
 place" when a box the reader found covers it (horizontal intersection over union at least
-``MATCH``) and reads as its label; ``?`` is never right. Reported: the count of digits right, the
+``MATCH``) and reads as its label; ``?`` is never right (the "best guess" figure counts the
+label behind a ``?`` too). Reported: the count of digits right, the
 digits right in place, the exact strings by length, the touching pairs (both digits found apart,
 and both read right), numbers per second, and a 10-digit number end to end on one core (torch on
 one thread). Timings are only as good as the machine is quiet: the load average is recorded.
@@ -22,6 +24,7 @@ import io
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +44,7 @@ QUICK_COUNT = 160
 SEED = 2026
 MATCH = 0.5  # horizontal IoU for a found box to stand for a written digit
 TEN_DIGIT_RUNS = 40
+README_START, README_END = "<!-- numbers:start -->", "<!-- numbers:end -->"
 # Issue 17's targets: name -> (comparison, bound, unit).
 TARGETS: dict[str, tuple[str, float, str]] = {
     "digit count right": (">=", 98.0, "%"),
@@ -82,14 +86,16 @@ def score(truth: synth.Synth, reading: NumberReading | None) -> dict[str, Any]:
     """One number's tallies: count right, digits right in place, exact, touching pairs apart / right."""
     n = len(truth.text)
     if reading is None:
-        return {"length": n, "style": truth.style, "count_right": False, "in_place": 0, "exact": False,
+        return {"length": n, "style": truth.style, "count_right": False, "in_place": 0, "guessed": 0, "exact": False,
                 "touching": sum(truth.touching), "touching_apart": 0, "touching_right": 0}
     found = [d.box for d in reading.digits]
     matched = match(truth.boxes, found)
     right = [j is not None and reading.digits[j].shown == truth.text[i] for i, j in enumerate(matched)]
+    guessed = [j is not None and str(reading.digits[j].label) == truth.text[i] for i, j in enumerate(matched)]
     touching = [i for i, t in enumerate(truth.touching) if t]
     return {
         "length": n, "style": truth.style, "count_right": len(found) == n, "in_place": int(sum(right)),
+        "guessed": int(sum(guessed)),
         "exact": reading.text == truth.text, "touching": len(touching),
         "touching_apart": sum(matched[i] is not None and matched[i + 1] is not None for i in touching),
         "touching_right": sum(right[i] and right[i + 1] for i in touching),
@@ -111,6 +117,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "numbers": len(rows), "digits": digits, "touching_pairs": touching,
         "count_right_percent": pct(sum(r["count_right"] for r in rows), len(rows)),
         "in_place_percent": pct(sum(r["in_place"] for r in rows), digits),
+        "guessed_percent": pct(sum(r["guessed"] for r in rows), digits),
         "exact_percent": pct(sum(r["exact"] for r in rows), len(rows)),
         "touching_apart_percent": pct(sum(r["touching_apart"] for r in rows), touching),
         "touching_right_percent": pct(sum(r["touching_right"] for r in rows), touching),
@@ -193,12 +200,14 @@ def markdown(section: dict[str, Any]) -> str:
     for r in section["targets"]:
         shown = "—" if r["value"] is None else f"{r['value']:g}"
         lines.append(f"| {r['target']} | {r['bound']} | {shown} | {'—' if r['met'] is None else 'yes' if r['met'] else '**no**'} |")
-    head = ["set", "numbers", "count right", "digits in place", "exact", "touching pairs", "apart", "both right"]
+    head = ["set", "numbers", "count right", "digits in place", "best guess in place", "exact", "touching pairs",
+            "apart", "both right"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in ("all", "mnist", "pen"):
         s = section[name]
         lines.append(f"| {name} | {s['numbers']} | {s['count_right_percent']} % | {s['in_place_percent']} % | "
-                     f"{s['exact_percent']} % | {s['touching_pairs']} | {s['touching_apart_percent']} % | "
+                     f"{s['guessed_percent']} % | {s['exact_percent']} % | {s['touching_pairs']} | "
+                     f"{s['touching_apart_percent']} % | "
                      f"{s['touching_right_percent']} % |")
     by = section["all"]["by_length"]
     lines += ["", "| digits | " + " | ".join(by) + " |", "|---|" + "---|" * len(by),
@@ -213,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=COUNT, help=f"numbers to read (default {COUNT})")
     p.add_argument("--no-write", action="store_true", help="print only; leave results.json as it is")
+    p.add_argument("--readme", type=Path, default=None,
+                   help=f"measure nothing: write the table of results.json between {README_START} and "
+                        f"{README_END} in this file")
     args = p.parse_args(argv)
+    if args.readme is not None:
+        return write_readme(args.readme)
     try:
         data = load_mnist(checksums=False)
     except DataError as e:
@@ -222,14 +236,31 @@ def main(argv: list[str] | None = None) -> int:
     before, t0 = load_average()[0], time.perf_counter()
     out = run(data=data, count=args.count)
     out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1),
-               quick=args.count < COUNT)
+               quick=args.count < COUNT, generated=now_iso())
     print(markdown(out))
     if not args.no_write:
         results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
         results.setdefault("sections", {})["numbers"] = out
-        results["generated"] = now_iso()
         RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote the numbers section of {RESULTS_JSON}")
+    return 0
+
+
+def write_readme(readme: Path) -> int:
+    """The table of the numbers section of results.json, between the README's markers."""
+    section = (json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}).get("sections", {}).get("numbers")
+    if section is None:
+        print(f"error: {RESULTS_JSON} has no numbers section: run python -m benchmarks --only numbers", file=sys.stderr)
+        return 1
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        print(f"error: {readme} has no {README_START} ... {README_END} markers", file=sys.stderr)
+        return 1
+    note = (f"Measured {section.get('generated', '')}, 1-minute load average {section.get('load_average')}"
+            f"{' (a quick run)' if section.get('quick') else ''}:\n\n")
+    readme.write_text(text[:start] + f"{README_START}\n{note}{markdown(section)}\n{README_END}" + text[end + len(README_END):])
+    print(f"wrote the table into {readme}")
     return 0
 
 

@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         elif "error" in result:
             print(f"{result['file']}: error: {result['error']}", flush=True)
         elif args.number:
-            print(f"{result['file']}: {result['number']}  ({len(result['digits'])} digits)", flush=True)
+            n = len(result["digits"])
+            print(f"{result['file']}: {result['number']}  ({n} digit{'s' * (n != 1)})", flush=True)
         else:
             probs = "  ".join(f"{d}:{q:.3f}" for d, q in enumerate(result["probs"]))
             answer = result["label"] if result["digit"] is not False else f"not a digit (best guess {result['label']})"

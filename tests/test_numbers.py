@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -232,15 +233,15 @@ def test_the_benchmark_scores_a_reading_against_the_truth():
                         (22, 0, 32, 10)), touching=(False, True), style="mnist")
 
     class Found:
-        def __init__(self, shown: str, box: tuple[int, ...]) -> None:
-            self.shown, self.box = shown, box
+        def __init__(self, shown: str, label: int, box: tuple[int, ...]) -> None:
+            self.shown, self.label, self.box = shown, label, box
 
     class Reading:
-        digits = (Found("1", (0, 0, 10, 10)), Found("?", (12, 0, 32, 10)))
+        digits = (Found("1", 1, (0, 0, 10, 10)), Found("?", 3, (12, 0, 32, 10)))  # matches the 3 (ties: the later)
         text = "1?"
 
     row = bench.score(truth, Reading())
-    assert row["count_right"] is False and row["in_place"] == 1 and row["exact"] is False
+    assert row["count_right"] is False and row["in_place"] == 1 and row["guessed"] == 2 and row["exact"] is False
     assert row["touching"] == 1 and row["touching_apart"] == 0
     summary = bench.summary([row, bench.score(truth, None)])
     assert summary["in_place_percent"] == pytest.approx(100 / 6, abs=0.01)
@@ -368,3 +369,19 @@ def test_browser_a_drawn_123_reads_123_and_a_correction_is_saved(tmp_path):
     items = sorted(Archive.from_url(f"sqlite:///{tmp_path / 'archive.db'}").list(), key=lambda item: item.id)
     assert [(i.source, i.label, i.true_label, i.number) for i in items] == [
         ("number", 1, 1, "128"), ("number", 2, 2, "128"), ("number", 3, 8, "128")]
+
+
+def test_the_benchmark_runs_and_writes_its_table_into_the_readme(mnist, tmp_path, monkeypatch):
+    section = bench.run(data=mnist, count=4, quick=True)
+    assert section["all"]["numbers"] == 4 and section["numbers_per_s"] > 0
+    assert section["ten_digit_one_core_ms"]["n"] == 10 and torch.get_num_threads() >= 1
+    assert [r["target"] for r in section["targets"]] == list(bench.TARGETS)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"sections": {"numbers": section}}))
+    monkeypatch.setattr(bench, "RESULTS_JSON", results)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{bench.README_START}\nold\n{bench.README_END}\nafter\n")
+    assert bench.main(["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| digit count right | >= 98 % |" in text and "10-digit number end to end" in text
