@@ -10,7 +10,9 @@ first and which pairs with which are the core's rules; this module only caches a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -21,6 +23,10 @@ from cvae_core.checkpoints import checkpoint_dir
 from cvae_core.runs import trained
 
 MODEL_KEY = "sidebar_model"  # the sidebar's model picker
+SETTLED_NS = 1_000_000_000  # a folder changed more recently than this is listed afresh
+# Models kept loaded: the Draw page's pair and the Compare page's. Each costs 11-62 MB of resident
+# memory (benchmarks/memory.py), torch itself ~505 MB; a dropped model reloads in well under a second.
+MODELS_KEPT = 4
 TRAIN_HELP = """No trained model was found in `{folder}`.
 
 Train the two 2-D models and evaluate them, then reload this page:
@@ -41,9 +47,10 @@ def _described(path: bytes, signature: str, trained_here: bool = False) -> Model
     return catalogue.describe(Path(os.fsdecode(path)), signature, trained_here=trained_here)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Loading a model…")
+@st.cache_resource(max_entries=MODELS_KEPT, show_spinner="Loading a model…")
 def _loaded(path: bytes, signature: str) -> ModelEntry:
-    """The entry with its checkpoint, or with the reason it cannot be loaded (read once either way)."""
+    """The entry with its checkpoint, or with the reason it cannot be loaded (read once either way).
+    Models load on first use; beyond ``MODELS_KEPT`` the least recently used one is dropped."""
     return _described(path, signature).load()
 
 
@@ -52,15 +59,39 @@ def _load_failures() -> dict[str, str]:
     return st.session_state.setdefault("models_failed", {})
 
 
+def _listed(folder: Path, trained_folder: Path) -> tuple[ModelEntry, ...]:
+    listed = [(path, False) for path in catalogue.find(folder)] + [(path, True) for path in trained.models(trained_folder)]
+    return tuple(_described(os.fsencode(path), catalogue.signature(path), here) for path, here in listed)
+
+
+@functools.lru_cache(maxsize=8)
+def _listed_at(folder: Path, trained_folder: Path, stamps: tuple[int, int]) -> tuple[ModelEntry, ...]:
+    """``_listed`` once per state of both folders (``stamps``: their modification times)."""
+    return _listed(folder, trained_folder)
+
+
+def _stamp(folder: Path) -> int | None:
+    """The folder's modification time (-1 when it does not exist), or None while it may still be
+    changing: every checkpoint and trained model is renamed into place, which changes the time of
+    its folder, but two renames within the clock's granularity (a few ms) can share one time."""
+    try:
+        mtime = folder.stat().st_mtime_ns
+    except OSError:
+        return -1
+    return mtime if time.time_ns() - mtime > SETTLED_NS else None
+
+
 def all_models() -> list[ModelEntry]:
     """Every checkpoint in the checkpoint folder, sorted by name, then the models trained here
-    (``cvae_core.runs.trained``, listed afresh on every run: a new one needs no restart),
-    described from their metadata (not loaded)."""
+    (``cvae_core.runs.trained``: a new one needs no restart), described from their metadata (not
+    loaded). The folders are listed again only when one of them has changed: listing and
+    describing them on every call took about a quarter of the server's Python time per drawn digit."""
     failed = _load_failures()
     entries = []
-    listed = [(path, False) for path in catalogue.find(checkpoint_dir())] + [(path, True) for path in trained.models()]
-    for path, trained_here in listed:
-        entry = _described(os.fsencode(path), catalogue.signature(path), trained_here)
+    folder, trained_folder = checkpoint_dir(), trained.trained_dir()
+    stamps = (_stamp(folder), _stamp(trained_folder))
+    listed = _listed(folder, trained_folder) if None in stamps else _listed_at(folder, trained_folder, stamps)
+    for entry in listed:
         if entry.ok and entry.signature in failed:
             entry = dataclasses.replace(entry, error=failed[entry.signature])
         entries.append(entry)
