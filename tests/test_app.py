@@ -219,8 +219,8 @@ def test_not_a_digit_replaces_the_number(monkeypatch, app_models, mnist, tmp_pat
     folder = copy_models(app_models, tmp_path)
     meta = json.loads((folder / "mlp-2.json").read_text())
     update_metadata(folder / "mlp-2", {"evaluation": {**meta["evaluation"], "ood_threshold": 1e9}})
-    if threshold is not None:
-        update_metadata(folder / "mlp-2", {"recognition": {**RECOGNITION, "loglik_threshold": threshold}})
+    # None: a model calibrated without a likelihood threshold (the shipped mlp-2 has one fitted).
+    update_metadata(folder / "mlp-2", {"recognition": {**RECOGNITION, "loglik_threshold": threshold}})
     at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
     (metric,) = at.metric
     lines = [c for c in at.caption if "does not look like a digit" in c.value]
@@ -453,7 +453,7 @@ def test_archive_gets_a_complete_record_and_autosaves_once(monkeypatch, app_mode
     assert key == "draw_save"
     assert set(record) == {"model", "source", "label", "confidence", "sigma", "input_image", "recon_image",
                            "original", "filename", "true_label", "probs", "log_likelihoods", "not_digit",
-                           "partner_model", "partner_label", "partner_confidence"}
+                           "partner_model", "partner_label", "partner_confidence", "finished"}
     assert (record["model"], record["source"], record["label"], record["filename"]) == ("mlp-2", "upload", 1, "one.png")
     assert record["input_image"].shape == record["recon_image"].shape == (28, 28)
     assert isinstance(record["original"], Image.Image)
