@@ -206,27 +206,23 @@ def loss_figure(metrics: list[dict[str, Any]]) -> go.Figure | None:
     return fig
 
 
-def follow_latest(key: str, epochs: list[int]) -> None:
-    """Keep the epoch slider on the newest snapshot unless the visitor moved it back."""
-    seen = st.session_state.get(f"{key}_newest")
-    if st.session_state.get(key) in (None, seen) or st.session_state.get(key) not in epochs:
-        st.session_state[key] = epochs[-1]
-    st.session_state[f"{key}_newest"] = epochs[-1]
-
-
-def snapshots(folder: RunFolder) -> None:
+def snapshots(folder: RunFolder, *, live: bool) -> None:
     epochs = folder.snapshot_epochs()
     fixed = folder.snapshot("fixed")
     if not epochs or fixed is None:
         st.caption("The latent map and the digits appear once the worker has taken its first snapshot.")
         return
-    key = f"train_epoch_{folder.id}"
-    follow_latest(key, epochs)
-    if len(epochs) > 1:
-        epoch = st.select_slider("Epoch", epochs, key=key, format_func=lambda e: "before training" if e == 0 else str(e),
+    # While the run trains the view follows the newest snapshot; turned off (or once it has ended),
+    # a slider replays it. The page never moves the slider itself: the visitor's position stays.
+    follow = live and len(epochs) > 1 and st.toggle(
+        "Follow the newest epoch", value=True, key=f"train_follow_{folder.id}",
+        help="Turn it off to replay the run with a slider.")
+    if len(epochs) > 1 and not follow:
+        epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"train_epoch_{folder.id}",
+                                 format_func=lambda e: "before training" if e == 0 else str(e),
                                  help="Replay the run: the map and the digits as they were after that epoch.")
     else:
-        epoch = epochs[0]
+        epoch = epochs[-1]
     snap = folder.snapshot(f"epoch-{epoch:04d}")
     if snap is None:
         return
@@ -245,11 +241,11 @@ def snapshots(folder: RunFolder) -> None:
                  output_format="PNG")
 
 
-def charts(folder: RunFolder) -> None:
+def charts(folder: RunFolder, *, live: bool) -> None:
     fig = loss_figure(folder.metrics())
     if fig is not None:
         st.plotly_chart(fig, key=f"train_losses_{folder.id}", config=CHART)
-    snapshots(folder)
+    snapshots(folder, live=live)
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -262,7 +258,7 @@ def live(folder: RunFolder) -> None:
     st.button("Cancel", icon=":material/stop:", key=f"train_cancel_{folder.id}", on_click=runs.cancel, args=(folder,),
               help="Stop the run; nothing is saved.")
     progress(folder, status, folder.metrics())
-    charts(folder)
+    charts(folder, live=True)
 
 
 def use_model(name: str, page: str) -> None:
@@ -296,7 +292,7 @@ def finished(folder: RunFolder, status: runs.Status) -> None:
     if status.state != "done":
         with st.expander("The run's log"):
             st.code(folder.log_tail() or "(empty)", language="text")
-    charts(folder)
+    charts(folder, live=False)
 
 
 def run_view(folder: RunFolder) -> None:

@@ -68,7 +68,7 @@ def train_and_publish(run: RunFolder) -> str:
     request = run.request().check()
     name = run.model_name
     command = parse_command(request.train_args(name))
-    run.update_status(state="running", pid=os.getpid(), message="")
+    run.update_status(state="running", pid=os.getpid(), message="", started=run.status().started or now_iso())
     data = load_mnist(command.data_dir)
     out = run.model_dir / name
     recorder = Recorder(run, epochs=request.epochs, batch_size=request.batch_size)
