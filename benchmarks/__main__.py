@@ -5,6 +5,7 @@
     python -m benchmarks --only browser       # one section; the others are kept from results.json
     python -m benchmarks --only browser --server-python OTHER/bin/python --tag cpu-torch
                                               # the app under another environment, kept beside
+    python -m benchmarks --only memory        # resident memory per part: imports, each model, each session
     python -m benchmarks --only load          # N concurrent sessions on one server core (benchmarks/load.py;
                                               # python -m benchmarks.load for its own flags)
     python -m benchmarks --only numbers       # reading written numbers (benchmarks/numbers.py)
@@ -23,14 +24,14 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import browser, latency, limit, load, numbers, scaling, tables, throughput, training
+from benchmarks import browser, latency, limit, load, memory, numbers, scaling, tables, throughput, training
 from benchmarks.machine import load_average, machine, use_all_cores
 from benchmarks.paths import RESULTS_JSON, RESULTS_MD
 from benchmarks.shipped import NoModels, shipped_models
 from cvae_core.checkpoints import checkpoint_dir, now_iso
 from cvae_core.data import DataError, load_mnist
 
-SECTIONS = ("latency", "throughput", "limit", "scaling", "browser", "load", "training", "numbers")
+SECTIONS = ("latency", "throughput", "limit", "scaling", "browser", "load", "memory", "training", "numbers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             out = training.run(quick=args.quick)
         elif name == "numbers":
             out = numbers.run(quick=args.quick, data=data)
+        elif name == "memory":
+            out = memory.run()
         elif name == "load":
             try:
                 out = load.run(quick=args.quick)

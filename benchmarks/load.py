@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import results_file
 from benchmarks.browser import ARM_DRAW, CHROMIUM, CHROMIUM_ARGS, METRIC_LABEL, TRACK_SENDS
 from benchmarks.machine import busy_percent, core_busy, cpu_seconds, load_average, resident_mb
 from benchmarks.paths import APP, RESULTS_JSON, ROOT
@@ -562,8 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_JSON.name} alone")
     args = p.parse_args(argv)
     before, t0 = load_average()[0], time.perf_counter()
-    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    section = results.setdefault("sections", {}).get("load") or {}
+    section = results_file.read().get("sections", {}).get("load") or {}
     if args.validate:
         pinning = Pinning.choose(not args.no_pin)
         with pinned_client(pinning):
@@ -582,8 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         section = out
         print(f"  load: the knee is N = {out.get('knee')}")
     if not args.no_write:
-        results["sections"]["load"] = section
-        RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
+        results_file.write_section("load", section)
         print(f"wrote sections.load of {RESULTS_JSON}")
     return 0
 

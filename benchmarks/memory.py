@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import results_file
 from benchmarks.machine import load_average, resident_mb
 from benchmarks.paths import APP, RESULTS_JSON, ROOT
 
@@ -121,6 +122,18 @@ def run(*, n: int = SESSIONS) -> dict[str, Any]:
     return {**imports_and_models(), "sessions": asyncio.run(sessions(n))}
 
 
+def report_lines(section: dict[str, Any]) -> list[str]:
+    """The README's memory table: each part, then each model alone and the sessions."""
+    lines = ["| part | resident | added |", "|---|---|---|"]
+    lines += [f"| {s['step']} | {s['rss_mb']:.0f} MB | +{s['added_mb']:.0f} MB |" for s in section["steps"]]
+    alone = ", ".join(f"`{name}` {mb:.0f}" for name, mb in section["each_model_alone_mb"].items())
+    s = section["sessions"]
+    return [*lines, "", f"Each model alone, in a process of its own (MB added after the imports): {alone}. A server "
+            f"warm with the default pair: {s['warm_mb']:.0f} MB; with {s['sessions']} sessions on the Draw page "
+            f"{s['sessions_open_mb']:.0f} MB, and {s['after_a_digit_each_mb']:.0f} MB once each has drawn and saved a "
+            f"digit ({s['per_session_with_a_digit_mb']:+.1f} MB a session)."]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=SESSIONS, help="sessions opened for the per-session figure")
@@ -131,17 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.model)))
         return 0
+    from cvae_core.checkpoints import now_iso  # imports torch: not before a --child has measured Python alone
+
     before, t0 = load_average()[0], time.perf_counter()
     out = run(n=args.sessions)
-    out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1))
+    out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1), generated=now_iso())
     for s in out["steps"]:
         print(f"  {s['step']:<55} {s['rss_mb']:7.1f} MB  (+{s['added_mb']:.1f})")
     print("  each model alone: " + json.dumps(out["each_model_alone_mb"]))
     print("  " + json.dumps(out["sessions"]))
     if not args.no_write:
-        results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-        results.setdefault("sections", {})["memory"] = out
-        RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
+        results_file.write_section("memory", out)
         print(f"wrote sections.memory of {RESULTS_JSON}")
     return 0
 

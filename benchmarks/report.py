@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks import load as load_benchmark
+from benchmarks import memory as memory_benchmark
 from benchmarks import recognition_tables, tables
 from benchmarks.browser import browser
 from benchmarks.paths import RESULTS_JSON, ROOT
@@ -177,6 +178,10 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
         sc = (results.get("sections") or {}).get("scaling")
         if sc:
             parts += ["Scaling:", "", tables.scaling_lines(sc), ""]
+        mem = (results.get("sections") or {}).get("memory")
+        if mem:
+            parts += ["Resident memory, part by part (`python -m benchmarks.memory`):", "",
+                      *memory_benchmark.report_lines(mem), ""]
         load = (results.get("sections") or {}).get("load")
         if load and not load.get("quick"):
             parts += ["A classroom on one server core, without browsers (`python -m benchmarks.load`):", "",
