@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,10 @@ TRUTH_INPUT = "draw_truth_input"  # which input the control currently describes
 TALLY_KEY = "draw_tally"  # input mark -> Labelled
 RECORD_KEY = "draw_record"  # the archive record of the result on screen (for the truth callback)
 TRUTH_FLASH = "draw_truth_flash"
-TALLY_MAX = 500
-UPLOAD_SIDE = 280  # the uploaded image is shown at most this many pixels wide or high  # labelled inputs remembered per session
+TALLY_MAX = 500  # labelled inputs remembered per session
+UPLOAD_SIDE = 280  # the uploaded image is shown at most this many pixels wide or high
+IMAGE_SIDE = 128  # pixels: each image of the row under the answer; the row wraps (two a row on a phone)
+NUMBER_PAGE = Path(__file__).parent / "views" / "number.py"  # "Read a number": several digits in one picture
 
 
 @dataclass
@@ -74,8 +77,10 @@ def upload_input() -> tuple[bytes | None, str | None, str | None]:
 
 
 def show_answer(entry: ModelEntry, mine: reading.Recognition) -> None:
-    """The big answer and, on one line, why it is not a plain digit when it is not."""
+    """The big answer and, on one line, why it is not a plain digit when it is not. A model without a
+    fitted calibration says so beside every percentage: its softmax is overconfident."""
     probs = mine.probs
+    calibrated = is_calibrated(entry)
     if mine.flagged:
         value = "Not a digit"
         delta = f"{percent(mine.not_digit)} not a digit" if mine.not_digit is not None else "unlike any digit"
@@ -85,16 +90,25 @@ def show_answer(entry: ModelEntry, mine: reading.Recognition) -> None:
         delta = f"{percent(probs[best])} or {percent(probs[second])}"
     else:
         value, delta = str(mine.label), f"{percent(mine.confidence)} sure"
+    if not calibrated and not (mine.flagged and mine.not_digit is None):
+        delta += ", not calibrated"
+    how = ("calibrated probability" if calibrated else
+           "probability, not calibrated: no temperature was fitted for this model, so its percentages overstate "
+           "how sure it is;")
     st.metric("Recognised digit", value, delta=delta, delta_color="off", delta_arrow="off", border=True,
-              help=f"{entry.name}'s calibrated probability p(digit | your input). Below "
+              help=f"{entry.name}'s {how} p(digit | your input). Below "
                    f"{reading.UNSURE_BELOW:.0%} for every digit the page shows the two best candidates.")
     if mine.flagged:
         st.caption(f":material/block: This does not look like a digit to {escape_markdown(entry.name)}.",
                    help=reading.not_digit_explanation(entry, mine))
+        if NUMBER_PAGE.exists():
+            st.page_link(NUMBER_PAGE, label="Several digits in one picture? Read a number", icon=":material/pin:")
     elif mine.unsure:
         st.caption(f":material/help: Unsure: no digit reaches {reading.UNSURE_BELOW:.0%}.",
                    help="The probabilities are calibrated: of the answers given with 60 % confidence, about 60 % "
-                        "are right. Below that the page names the two best candidates instead of one answer.")
+                        "are right. Below that the page names the two best candidates instead of one answer."
+                   if calibrated else "These probabilities are not calibrated, so even the two best candidates "
+                                      "are less likely than they look.")
     elif not reading.has_digit_check(entry):
         st.caption("No “not a digit” check: this model cannot tell.",
                    help=reading.CANNOT_TELL.format(name=escape_markdown(entry.name)))
@@ -107,7 +121,8 @@ def show_partner_line(entry: ModelEntry, mine: reading.Recognition, theirs: read
         return
     me, them = escape_markdown(entry.name), escape_markdown(partner.name)
     if theirs.answer == mine.answer:
-        st.caption(f":material/done_all: {them} agrees ({percent(theirs.confidence)}).")
+        calibrated = "" if is_calibrated(partner) else ", not calibrated"
+        st.caption(f":material/done_all: {them} agrees ({percent(theirs.confidence)}{calibrated}).")
     else:
         st.markdown(f":orange[:material/call_split: **{me}** reads {mine.answer} · **{them}** reads {theirs.answer}]")
 
@@ -180,20 +195,34 @@ def tally_line(mark: str, truth: int | None, readings: dict[str, reading.Recogni
 # ------------------------------------------------------------------------------------ details
 
 
+def is_calibrated(entry: ModelEntry) -> bool:
+    """Are the model's probabilities calibrated (a temperature fitted by ``python -m cvae_core.robustness``)?"""
+    return entry.info.recognition is not None
+
+
 def show_details(entry: ModelEntry, mine: reading.Recognition, more: reading.Details) -> None:
-    left, right = st.columns(2)
-    left.plotly_chart(figures.probability_bar(mine.probs, mine.label, not_digit=mine.not_digit), key="draw_probs",
-                      config={"displayModeBar": False})
-    with right:
-        points = latent_space.test_latents(entry, entry.signature, mine.label) if entry.latent_dim == 2 else None
-        if points is not None:
-            fig = figures.latent_map(*points, point=more.mean, std=more.std, height=300,
-                                     title=f"Where you are among the test {mine.label}s")
-            st.plotly_chart(fig, key="draw_where", config={"displayModeBar": False})
-            st.caption("The cross is your digit's latent mean; the rings (1σ, 2σ) show its posterior's spread, "
-                       "small when the model is sure of the style.")
-        else:
-            st.caption(f"The latent map is drawn for 2-D models; {entry.name} has {entry.latent_dim} dimensions.")
+    """The probability of every label, for 2-D models the latent map with your digit on it, and
+    (for a digit) your style as every digit: each at the full width of the column, titled in page
+    text, so nothing is squeezed or cut off on a phone."""
+    st.markdown("**The probability of each label**")
+    st.plotly_chart(figures.probability_bar(mine.probs, mine.label, not_digit=mine.not_digit,
+                                            calibrated=is_calibrated(entry)),
+                    key="draw_probs", config={"displayModeBar": False})
+    points = latent_space.test_latents(entry, entry.signature, mine.label) if entry.latent_dim == 2 else None
+    if points is not None:
+        st.markdown(f"**Where your digit is among the test {mine.label}s**")
+        st.plotly_chart(figures.latent_map(*points, point=more.mean, std=more.std, height=380),
+                        key="draw_where", config={"displayModeBar": False})
+        st.caption("The cross is where the model places the style of your digit; the rings show how far from "
+                   "there it could be (one and two standard deviations): small rings, a style it is sure of.",
+                   help="The cross is the posterior mean of the latent code under the recognised label; the solid "
+                        "and dotted rings are the 1σ and 2σ ellipses of the posterior's spread (its standard "
+                        "deviation per dimension).")
+    else:
+        st.caption(f"The latent map is drawn for 2-D models; {escape_markdown(entry.name)} has "
+                   f"{entry.latent_dim} dimensions.")
+    if mine.flagged:
+        return  # a style is a digit's: there is none to draw as every digit
     st.markdown("**Your style as every digit**")
     st.image(figures.tile(more.restyled, 3, gap=4), output_format="PNG",
              caption="Your input encoded under the recognised label, then decoded as 0, 1, … 9 (left to right).")
@@ -245,7 +274,7 @@ def results(entry: ModelEntry, pixels: np.ndarray, source: str, data: bytes, fil
             partner_line = st.empty()
             truth = truth_control(mark)
             tally = st.container()
-        row = st.columns(4 if source == "upload" else 3, wrap=False)
+        row = image_slots(4 if source == "upload" else 3)
         if source == "upload":
             original = inputs.original_image(data)
             if original is not None:
@@ -276,15 +305,19 @@ def results(entry: ModelEntry, pixels: np.ndarray, source: str, data: bytes, fil
                                         partner, theirs), mark, source)
 
 
+def image_slots(count: int) -> list[DeltaGenerator]:
+    """``count`` places of ``IMAGE_SIDE`` pixels in a row that wraps when they do not fit."""
+    row = st.container(horizontal=True, gap="small")
+    return [row.container(width=IMAGE_SIDE) for _ in range(count)]
+
+
 def render(left: DeltaGenerator, right: DeltaGenerator, mode: str, canvas: Any) -> None:
     """The page below its input widgets; ``canvas`` is the canvas's result in Draw mode (None while
     an Undo is on its way to the canvas), else None."""
     filename, rgba, problem = None, None, None
     if mode == "Upload":
         with left:
-            data, filename, problem = upload_input()
-            if filename:
-                st.text(filename)  # inert text: a name is never markdown or HTML
+            data, filename, problem = upload_input()  # the uploader itself shows the file's name
     else:
         data = None
         if canvas is not None and (canvas.json_data or {}).get("objects"):

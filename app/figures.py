@@ -2,6 +2,12 @@
 
 Digits are enlarged by repeating pixels (nearest neighbour), never interpolated, so a 28x28
 image stays sharp at any size. Figures take plain numpy arrays and dicts; they compute nothing.
+
+The app has a light and a dark theme. Text, axes, grid and background of every figure come from
+Streamlit's plotly theme, which follows the active one; the colours set here are chosen to read on
+both backgrounds: marks at least 3:1 against white and against the dark background, text that sits
+on a coloured cell (the confusion matrix) coloured for that cell, and the marks over a scatter
+drawn with a halo. Titles that could be cut off on a phone are left to the page, in its own text.
 """
 
 from __future__ import annotations
@@ -15,14 +21,21 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 DIGIT_COLOURS = qualitative.Plotly  # ten colours, one per label
-MODEL_COLOURS = {"conv": "#4C9BE8", "mlp": "#F5A623"}
+# At least 3:1 against white and against the dark theme's #0E1117 (WCAG's bound for graphics).
+MODEL_COLOURS = {"conv": "#2F7FD8", "mlp": "#D97706"}
+BAR_COLOUR, PICKED_COLOUR, NOT_DIGIT_COLOUR = "#5B6B82", "#D97706", "#B5535C"
+HALO, INK = "#FFFFFF", "#111111"  # a mark drawn in ink over a wider halo shows on any background
 SPLIT_DASH = {"train": "solid", "val": "dash", "test": "dot"}
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
 # Legends go under the plot: beside it they cover a right-hand axis and squeeze a phone-wide chart.
 LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0}
-# Confusion matrices: from transparent to full blue, so that an empty cell is the page's own
-# background and its text the theme's text colour, readable on the light and the dark theme.
-CONFUSION_SCALE = [[0.0, "rgba(76, 155, 232, 0.0)"], [0.02, "rgba(76, 155, 232, 0.18)"], [1.0, "rgba(76, 155, 232, 1.0)"]]
+# Confusion matrices: an empty cell is left unpainted (the page's own background, either theme); a
+# mistake is pale blue, deeper with its share of the row (most are under 5 %), up to 30 %; from there
+# cells are dark. So every count sits on a colour that dark or white text reads on at 4.5:1 or more
+# (a continuous scale would pass through blues that no text colour reaches).
+CONFUSION_SCALE = [[0.0, "#EEF4FB"], [0.05, "#C4D8F1"], [0.3, "#8FB5E3"], [0.3, "#2F6DB5"], [1.0, "#173F73"]]
+CONFUSION_DARK_FROM = 0.3  # rates from here on are dark cells with white text
+DARK_TEXT, LIGHT_TEXT = "#1A1F2B", "#FFFFFF"
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -48,29 +61,30 @@ def tile(images: np.ndarray, factor: int, *, gap: int = 2) -> np.ndarray:
     return out
 
 
-def _layout(fig: go.Figure, *, height: int, **kwargs: Any) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, **kwargs)
+def _layout(fig: go.Figure, *, height: int, margin: dict[str, int] | None = None, **kwargs: Any) -> go.Figure:
+    fig.update_layout(height=height, margin=margin or {"l": 10, "r": 10, "t": 40, "b": 10}, **kwargs)
     return fig
 
 
-def probability_bar(probs: np.ndarray, label: int, *, not_digit: float | None = None) -> go.Figure:
-    """The calibrated probability of every digit, the recognised one highlighted; with a
-    background model, one more bar for "not a digit" (the bars then sum to 1)."""
+def probability_bar(probs: np.ndarray, label: int, *, not_digit: float | None = None,
+                    calibrated: bool = True) -> go.Figure:
+    """The probability of every digit, the recognised one highlighted; with a background model, one
+    more bar for "not a digit" (the bars then sum to 1). Bars run sideways, one label per row, so
+    no label runs into the next on a narrow screen."""
     names = [str(d) for d in range(len(probs))]
     values = list(probs)
-    colours = ["#F5A623" if d == label else "#5B6B82" for d in range(len(probs))]
+    colours = [PICKED_COLOUR if d == label else BAR_COLOUR for d in range(len(probs))]
     if not_digit is not None:
-        names.append("none")
+        names.append("not a digit")
         values.append(not_digit)
-        colours.append("#B5535C")
+        colours.append(NOT_DIGIT_COLOUR)
     fig = go.Figure(go.Bar(
-        x=names, y=values, marker_color=colours,
-        hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+        x=values, y=names, orientation="h", marker_color=colours,
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     ))
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="calibrated probability")
-    fig.update_xaxes(title="label" + (" (none: not a digit)" if not_digit is not None else ""), type="category",
-                     dtick=1, tickangle=0)
-    return _layout(fig, height=300, title="p(label | your digit)")
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability" if calibrated else "probability (not calibrated)")
+    fig.update_yaxes(type="category", autorange="reversed", title=None, ticksuffix=" ")
+    return _layout(fig, height=40 + 24 * len(names), margin={"l": 10, "r": 20, "t": 10, "b": 10})
 
 
 def latent_map(
@@ -84,9 +98,12 @@ def latent_map(
     height: int = 380,
     axis_names: tuple[str, str] = ("z₀", "z₁"),
 ) -> go.Figure:
-    """Test-set latent means coloured by label, with an optional marked point and its 1- and 2-sigma ellipses."""
+    """Test-set latent means coloured by label (a legend under the map when there are several), with an
+    optional marked point and its 1- and 2-sigma ellipses, in ink over a halo so that they show on
+    either theme and over the points."""
     fig = go.Figure()
-    for d in np.unique(labels):
+    shown = np.unique(labels)
+    for d in shown:
         keep = labels == d
         fig.add_trace(go.Scatter(
             x=z[keep, 0], y=z[keep, 1], mode="markers", name=str(int(d)),
@@ -95,15 +112,16 @@ def latent_map(
         ))
     if point is not None:
         if std is not None:
-            for k, dash in ((1, "solid"), (2, "dot")):
-                fig.add_shape(
-                    type="circle", xref="x", yref="y", line={"color": "white", "width": 2, "dash": dash},
-                    x0=point[0] - k * std[0], x1=point[0] + k * std[0],
-                    y0=point[1] - k * std[1], y1=point[1] + k * std[1],
-                )
+            for k, dash in ((2, "dot"), (1, "solid")):
+                for colour, width in ((HALO, 5), (INK, 2)):
+                    fig.add_shape(
+                        type="circle", xref="x", yref="y", line={"color": colour, "width": width, "dash": dash},
+                        x0=point[0] - k * std[0], x1=point[0] + k * std[0],
+                        y0=point[1] - k * std[1], y1=point[1] + k * std[1],
+                    )
         fig.add_trace(go.Scatter(
             x=[point[0]], y=[point[1]], mode="markers", name="you",
-            marker={"size": 11, "symbol": "x", "color": "white", "line": {"width": 1, "color": "black"}},
+            marker={"size": 9, "symbol": "x-thin", "color": INK, "line": {"width": 2.5, "color": INK}},
             hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>",
         ))
     if span is not None:
@@ -111,7 +129,9 @@ def latent_map(
         fig.update_yaxes(range=[-span, span])
     fig.update_xaxes(title=axis_names[0], zeroline=False)
     fig.update_yaxes(title=axis_names[1], zeroline=False, scaleanchor="x", scaleratio=1)
-    return _layout(fig, height=height, title=title, legend={"itemsizing": "constant"})
+    top = 40 if title else 10
+    return _layout(fig, height=height, title=title, showlegend=len(shown) > 1,
+                   legend={**LEGEND_BELOW, "y": -0.18, "itemsizing": "constant"}, margin={"l": 10, "r": 10, "t": top, "b": 10})
 
 
 def focus_range(series: list[tuple[list[int], list[float]]]) -> list[float] | None:
@@ -127,11 +147,17 @@ def focus_range(series: list[tuple[list[int], list[float]]]) -> list[float] | No
     return [low - pad, high + pad]
 
 
-def loss_curves(histories: dict[str, list[dict[str, Any]]], archs: dict[str, str]) -> go.Figure:
-    """Both models overlaid, one panel each for total loss, reconstruction and KL; dash by split."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("total loss", "reconstruction", "KL"))
-    for col, part in enumerate(("loss", "recon", "kl"), start=1):
-        shown = []
+LOSS_PARTS = {"loss": "Total loss", "recon": "Reconstruction", "kl": "KL"}
+
+
+def loss_panels(histories: dict[str, list[dict[str, Any]]], archs: dict[str, str]) -> list[go.Figure]:
+    """One figure per part of the loss (total, reconstruction, KL), the models overlaid, dash by split:
+    three figures rather than three subplots, so that a page can put them side by side on a wide
+    screen and one under another on a phone, each with its own readable y axis. The legend names
+    the models; the caption says which dash is which split."""
+    out = []
+    for part, title in LOSS_PARTS.items():
+        fig, shown = go.Figure(), []
         for name, history in histories.items():
             epochs = [h["epoch"] for h in history]
             for split, dash in SPLIT_DASH.items():
@@ -141,15 +167,14 @@ def loss_curves(histories: dict[str, list[dict[str, Any]]], archs: dict[str, str
                 values = [h[key] for h in history]
                 shown.append((epochs, values))
                 fig.add_trace(go.Scatter(
-                    x=epochs, y=values, mode="lines",
-                    name=f"{name} {SPLIT_NAMES[split]}", legendgroup=f"{name}-{split}", showlegend=col == 1,
+                    x=epochs, y=values, mode="lines", name=name, legendgroup=name, showlegend=split == "train",
                     line={"color": MODEL_COLOURS.get(archs[name]), "dash": dash},
-                    hovertemplate=f"{name} {SPLIT_NAMES[split]}, epoch %{{x}}: %{{y:.2f}} nats<extra></extra>",
-                ), row=1, col=col)
-        fig.update_yaxes(range=focus_range(shown), row=1, col=col)
-    fig.update_xaxes(title="epoch")
-    fig.update_yaxes(title="nats per image", row=1, col=1)
-    return _layout(fig, height=420, legend=LEGEND_BELOW)
+                    hovertemplate=f"{name} {SPLIT_NAMES[split]}, epoch %{{x}}: %{{y:.2f}}<extra></extra>",
+                ))
+        fig.update_xaxes(title="epoch")
+        fig.update_yaxes(title="nats per image", range=focus_range(shown), nticks=6)
+        out.append(_layout(fig, height=340, title=title, legend=LEGEND_BELOW))
+    return out
 
 
 def loss_parts(name: str, history: list[dict[str, Any]], arch: str) -> go.Figure:
@@ -178,18 +203,27 @@ def loss_parts(name: str, history: list[dict[str, Any]], arch: str) -> go.Figure
 
 
 def confusion(matrix: list[list[int]], title: str) -> go.Figure:
-    """Counts in the cells, coloured by the share of each true digit (row percentages on hover)."""
+    """Counts in the cells (none drawn where there are none), coloured by the share of each true
+    digit (row percentages on hover). The counts are a text trace of their own, each coloured for its cell."""
     m = np.asarray(matrix, dtype=float)
     rates = m / np.maximum(m.sum(1, keepdims=True), 1)
+    labels = [str(i) for i in range(len(m))]
     fig = go.Figure(go.Heatmap(
-        z=rates, x=[str(i) for i in range(len(m))], y=[str(i) for i in range(len(m))],
-        text=m.astype(int), texttemplate="%{text}", colorscale=CONFUSION_SCALE, zmin=0, zmax=1, showscale=False,
-        xgap=1, ygap=1,
-        hovertemplate="true %{y}, recognised %{x}: %{text} (%{z:.1%} of the %{y}s)<extra></extra>",
+        z=np.where(m > 0, rates, np.nan), x=labels, y=labels, customdata=m.astype(int), colorscale=CONFUSION_SCALE,
+        zmin=0, zmax=1, hoverongaps=False,
+        showscale=False, xgap=1, ygap=1,
+        hovertemplate="true %{y}, recognised %{x}: %{customdata} (%{z:.1%} of the %{y}s)<extra></extra>",
+    ))
+    rows, cols = np.nonzero(m)
+    fig.add_trace(go.Scatter(
+        x=[labels[c] for c in cols], y=[labels[r] for r in rows], mode="text", hoverinfo="skip",
+        text=[str(int(m[r, c])) for r, c in zip(rows, cols, strict=True)],
+        textfont={"size": 11, "color": [LIGHT_TEXT if rates[r, c] >= CONFUSION_DARK_FROM else DARK_TEXT
+                                        for r, c in zip(rows, cols, strict=True)]},
     ))
     fig.update_xaxes(title="recognised", type="category", showgrid=False)
     fig.update_yaxes(title="true", type="category", autorange="reversed", showgrid=False)
-    return _layout(fig, height=380, title=title)
+    return _layout(fig, height=380, title=title, showlegend=False)
 
 
 def noise_curves(noise: dict[str, list[dict[str, float]]], archs: dict[str, str]) -> go.Figure:

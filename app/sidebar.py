@@ -1,13 +1,14 @@
 """The sidebar every page shares: the model picker (grouped: the paper's models, recognisers, other
 variants), a model card that says what the model is and what it is best at, unavailable models
-with their reasons, and the archive's "Save automatically" toggle.
+with their reasons, and the archive's "Save automatically" toggle. Being on every page, it also
+loads the app's stylesheet (``app/style.css``).
 
 The picker lists every checkpoint from its metadata; only the selected model is loaded here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import streamlit as st
 
@@ -17,9 +18,10 @@ from cvae_core.catalogue import ModelEntry, is_paper_model
 from cvae_core.summary import summary
 
 LOSS_CONVENTION = (
-    "Loss = negative ELBO in nats per image: Bernoulli cross-entropy with the grey levels as "
-    "targets (the usual convention) + KL to N(0, I). Lower is better."
+    "Loss = negative ELBO in nats per image (natural-log units of information): Bernoulli cross-entropy "
+    "with the grey levels as targets (the usual convention) + KL to N(0, I). Lower is better."
 )
+STYLE = Path(__file__).parent / "style.css"
 CHOSEN_KEY = "sidebar_model_chosen"  # the model the visitor last picked (absent: the picker shows the default)
 GROUPS = ("paper", "recogniser", "variant", "trained")
 GROUP_NAMES = {"paper": "Paper", "recogniser": "Recogniser", "variant": "Variant", "trained": "Trained here"}
@@ -74,8 +76,11 @@ def what_it_is(entry: ModelEntry) -> list[str]:
     if entry.config.background:
         lines.append("**Knows non-digits**: trained with an extra “not a digit” class of generated scribbles, "
                      "shapes and textures, so it can say when an input is no digit at all.")
-    if entry.info.raw.get("recognition"):
+    if entry.info.recognition is not None:
         lines.append("Its probabilities are **calibrated** (a temperature fitted on validation digits).")
+    else:
+        lines.append("Its probabilities are **not calibrated** (no temperature fitted): a “> 99 %” from it means "
+                     "“its first choice”, not a 99 % chance.")
     return lines
 
 
@@ -105,7 +110,7 @@ def model_card(entry: ModelEntry, entries: Sequence[ModelEntry]) -> None:
     if s.test_loss is not None:
         split = s.recon is not None and s.kl is not None
         parts = f" (recon {s.recon:.2f} + KL {s.kl:.2f})" if split else ""
-        figures.append(f"test loss **{s.test_loss:.2f}** nats{parts}")
+        figures.append(f"test loss **{s.test_loss:.2f}**{parts}")
     if s.accuracy is not None:
         figures.append(f"recognition accuracy **{100 * s.accuracy:.2f} %**")
     else:
@@ -119,10 +124,11 @@ def model_card(entry: ModelEntry, entries: Sequence[ModelEntry]) -> None:
         best = best_at(entry, entries)
         if best:
             st.markdown(":material/emoji_events: Best at: " + "; ".join(best) + ".")
-        st.caption(LOSS_CONVENTION)
+        st.caption("Test loss: lower is better.", help=LOSS_CONVENTION)
 
 
 def render() -> None:
+    st.html(STYLE)  # style only: Streamlit puts it where it takes no room
     selected = cached_models.selected_model()  # loads it first: a model that fails to load is listed as unavailable
     entries = cached_models.all_models()
     ready = ordered(cached_models.available_models())

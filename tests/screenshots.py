@@ -1,18 +1,24 @@
-"""The README's screenshots, made on demand (never by the test suite): every page at desktop size
-(1280 wide) and the Draw page at phone size (390x844), with a digit drawn, into docs/screenshots/.
+"""The README's screenshots, made on demand (never by the test suite), in both themes: every page
+at desktop size (1280 wide) and the Draw, Compare and Train pages at phone size (390x844), with a
+digit drawn, into docs/screenshots/. Dark-theme files are ``NAME.png``, light-theme ones ``NAME-light.png``.
 
     python -m tests.screenshots            # or: make screenshots
 
-Starts the app on a free port with the committed checkpoints and its own archive database in a
-temporary folder, and drives Debian Chromium as ``tests/test_browser.py`` does.
+The Train page is shown after a run of its quick preset (started once, about a minute on a quiet
+machine). Starts the app on a free port with the committed checkpoints and its own archive database,
+runs folder and trained models in a temporary folder, and drives Debian Chromium as ``tests/test_browser.py`` does; the theme is the
+browser's preference (Playwright's ``color_scheme``), which the app follows.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
+from unittest import mock
 
+from cvae_core import runs
 from tests.test_browser import (
     CANVAS,
     CHROMIUM,
@@ -23,7 +29,6 @@ from tests.test_browser import (
     MODEL_PICKER,
     ONE,
     PHONE,
-    READY,
     ROOT,
     SLIDER,
     TIMEOUT_MS,
@@ -32,62 +37,91 @@ from tests.test_browser import (
     running_app,
     stroke,
 )
+from tests.test_browser_ui import whole_page
 
 OUT = ROOT / "docs" / "screenshots"
-MAIN_HEIGHT = "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
-PAGES = (("latent", "Latent explorer", 1), ("compare", "Compare conv vs MLP", 3), ("archive", "Archive", 0))
+THEMES = {"dark": "", "light": "-light"}  # colour scheme -> file name suffix
+PAGES = (("number", "Read a number", 0), ("latent", "Latent explorer", 1), ("compare", "Compare conv vs MLP", 8),
+         ("train", "Train a model", 0), ("archive", "Archive", 0))
+TRAIN_RUN_MS = 900_000  # the quick preset from Start to the model in the picker, on a busy machine
 
 
 def full_page(page, path: Path, *, charts: int, viewport: dict[str, int]) -> None:
-    """The whole page, once its charts are drawn and its images loaded. The app scrolls inside its
-    main block, so the viewport is grown until the page fits it."""
-    page.wait_for_function(READY, arg=charts)
-    for _ in range(4):
-        height = page.evaluate(MAIN_HEIGHT)
-        page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], height + 80)})
-        page.wait_for_timeout(800)  # charts re-layout to the new size, images below the fold load
-        page.wait_for_function(READY, arg=charts)
-        if page.evaluate(MAIN_HEIGHT) == height:
-            break
+    """The whole page, once its charts are drawn and its images loaded."""
+    whole_page(page, charts, viewport)
     page.screenshot(path=str(path))
     page.set_viewport_size(viewport)
+
+
+def train_page(page, url: str) -> None:
+    """The Train page after the quick preset's run: started on the first call, reopened after."""
+    done = [r for r in runs.all_runs() if r.status().state == "done"]
+    if done:
+        open_page(page, url, f"train?run={done[0].id}", "Train a model")
+    else:
+        open_page(page, url, "train", "Train a model")
+        page.get_by_role("button", name="Start training").click()
+    page.get_by_text("is in the model picker").wait_for(timeout=TRAIN_RUN_MS)
+    page.wait_for_function(IDLE)
+
+
+def draw_a_one(page, url: str) -> None:
+    open_page(page, url, "", "Draw & recognise")
+    page.wait_for_selector(CANVAS)
+    stroke(page, ONE)
+    page.wait_for_selector(METRIC)
+    page.wait_for_function(IDLE)
+
+
+def shoot(browser, url: str, out: Path, scheme: str) -> None:
+    """Every screenshot in one colour scheme."""
+    suffix = THEMES[scheme]
+    desktop = browser.new_context(color_scheme=scheme, viewport=VIEWPORT).new_page()
+    desktop.set_default_timeout(TIMEOUT_MS)
+    draw_a_one(desktop, url)
+    full_page(desktop, out / f"draw{suffix}.png", charts=1, viewport=VIEWPORT)
+    for path, heading, charts in PAGES:
+        open_page(desktop, url, path, heading)
+        if path == "latent":  # a 2-D model: the browser-side sliders and the clickable map
+            desktop.locator(MODEL_PICKER).click()
+            desktop.get_by_role("option", name="conv-2", exact=False).first.click()
+            desktop.wait_for_selector(SLIDER, state="attached")
+        desktop.wait_for_function(IDLE)
+        full_page(desktop, out / f"{path}{suffix}.png", charts=charts, viewport=VIEWPORT)
+    train_page(desktop, url)
+    full_page(desktop, out / f"train{suffix}.png", charts=2, viewport=VIEWPORT)
+    desktop.context.close()
+
+    phone = browser.new_context(color_scheme=scheme, **PHONE).new_page()
+    phone.set_default_timeout(TIMEOUT_MS)
+    draw_a_one(phone, url)
+    phone.screenshot(path=str(out / f"draw-phone{suffix}.png"))  # the first screen: what a phone shows
+    open_page(phone, url, "compare", "Compare conv vs MLP")
+    phone.wait_for_function(IDLE)
+    full_page(phone, out / f"compare-phone{suffix}.png", charts=8, viewport=PHONE["viewport"])
+    open_page(phone, url, "train", "Train a model")
+    phone.wait_for_function(IDLE)
+    phone.screenshot(path=str(out / f"train-phone{suffix}.png"))
+    train_page(phone, url)
+    full_page(phone, out / f"train-phone{suffix}.png", charts=2, viewport=PHONE["viewport"])
+    phone.context.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the PNG files (default {OUT})")
+    parser.add_argument("--theme", choices=sorted(THEMES), action="append",
+                        help="only this colour scheme (repeatable; default: both)")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as work, running_app(COMMITTED, Path(work)) as url, \
-            sync_playwright() as playwright:
+    with tempfile.TemporaryDirectory() as work, \
+            mock.patch.dict(os.environ, {"CVAE_RUNS_DIR": f"{work}/runs", "CVAE_TRAINED_DIR": f"{work}/trained"}), \
+            running_app(COMMITTED, Path(work)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        desktop = browser.new_page(viewport=VIEWPORT)
-        desktop.set_default_timeout(TIMEOUT_MS)
-        open_page(desktop, url, "", "Draw & recognise")
-        desktop.wait_for_selector(CANVAS)
-        stroke(desktop, ONE)
-        desktop.wait_for_selector(METRIC)
-        desktop.wait_for_function(IDLE)
-        full_page(desktop, args.out / "draw.png", charts=1, viewport=VIEWPORT)
-        for path, heading, charts in PAGES:
-            open_page(desktop, url, path, heading)
-            if path == "latent":  # a 2-D model: the browser-side sliders and the clickable map
-                desktop.locator(MODEL_PICKER).click()
-                desktop.get_by_role("option", name="conv-2", exact=False).first.click()
-                desktop.wait_for_selector(SLIDER, state="attached")
-            desktop.wait_for_function(IDLE)
-            full_page(desktop, args.out / f"{path}.png", charts=charts, viewport=VIEWPORT)
-
-        phone = browser.new_context(**PHONE).new_page()
-        phone.set_default_timeout(TIMEOUT_MS)
-        open_page(phone, url, "", "Draw & recognise")
-        phone.wait_for_selector(CANVAS)
-        stroke(phone, ONE)
-        phone.wait_for_selector(METRIC)
-        phone.wait_for_function(IDLE)
-        phone.screenshot(path=str(args.out / "draw-phone.png"))  # the first screen: what a phone shows
+        for scheme in args.theme or THEMES:
+            shoot(browser, url, args.out, scheme)
         browser.close()
     print(f"screenshots written to {args.out}")
 

@@ -29,6 +29,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import archive_ui, cached_models, inputs, latent_space, reading
+from app.markdown import escape_markdown
 from cvae_core import catalogue
 from cvae_core.archive import Archive
 from cvae_core.checkpoints import load_checkpoint, save_checkpoint, update_metadata
@@ -149,7 +150,7 @@ def test_uploaded_mnist_digit_is_recognised(monkeypatch, app_models, mnist, inde
     (metric,) = at.metric
     assert metric.label == "Recognised digit"
     assert metric.value == str(label)
-    assert metric.delta.endswith("% sure") and "100 %" not in metric.delta  # calibrated: never "100 % sure"
+    assert "% sure" in metric.delta and "100 %" not in metric.delta  # never "100 % sure"
     assert image_url(at, "Your upload")  # the uploaded image itself, beside the 28x28 input
     assert image_url(at, "What the model sees")
     assert image_url(at, "Reconstruction by mlp-2")
@@ -184,7 +185,8 @@ def test_bad_upload_shows_a_message_not_a_traceback(monkeypatch, app_models, dat
     at = upload(start(monkeypatch, app_models), name, data)
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
     assert not at.metric
-    assert name in [t.value for t in at.text]  # the name is shown as inert text, unchanged
+    assert name not in [t.value for t in at.text]  # shown once, by the uploader itself
+    assert not any("bold" in m.value for m in at.markdown)  # and never as markdown
 
 
 def test_noise_slider_changes_the_input_and_is_repeatable(monkeypatch, app_models, mnist):
@@ -232,6 +234,24 @@ def test_not_a_digit_replaces_the_number(monkeypatch, app_models, mnist, tmp_pat
         assert metric.value == "1" and not lines
     assert bool(cannot_tell) == (threshold is None)
     assert not at.warning  # no tall warning box any more
+    assert any("Your style as every digit" in m.value for m in at.markdown) != flagged  # a style is a digit's
+
+
+def test_probabilities_without_a_fitted_calibration_say_so(monkeypatch, app_models, mnist, tmp_path):
+    """A model with no ``recognition`` record reads with temperature 1, an overconfident softmax:
+    the answer, the partner's line and the chart say "not calibrated"."""
+    folder = copy_models(app_models, tmp_path)
+    for name in ("conv-2", "mlp-2"):
+        meta = json.loads((folder / f"{name}.json").read_text())
+        meta.pop("recognition", None)
+        (folder / f"{name}.json").write_text(json.dumps(meta))
+    at = upload(start(monkeypatch, folder, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
+    (metric,) = at.metric
+    assert metric.value == "1" and metric.delta.endswith("% sure, not calibrated")
+    assert any(c.value.endswith("not calibrated).") for c in at.caption if "agrees" in c.value)
+    assert "probability (not calibrated)" in at.get("plotly_chart")[0].proto.spec
+    model_card = " ".join(m.value for m in at.sidebar.markdown)
+    assert "**not calibrated**" in model_card
 
 
 def test_unsure_shows_the_two_best_candidates(monkeypatch, app_models, mnist, tmp_path):
@@ -385,25 +405,30 @@ def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_
                                                       "mean_accuracy": 0.515, "mean_accuracy_held_out": 0.42,
                                                       "mean_ece": 0.15, "ood": {}}})
     at = start(monkeypatch, folder, "compare")
-    (verdict,) = at.success
+    default = next(e for e in catalogue.discover(folder) if e.name == default_model(folder))
+    assert [int(s) for s in at.dataframe[0].value["latent_dim"]] == [default.latent_dim] * 2  # the sidebar's size
+    at.button_group(key="compare_latent").set_value(2).run()
+    (picks,) = at.success
     table = at.dataframe[0].value
-    assert list(table["model"]) == ["conv-2", "mlp-2"]  # the paper's pair, whatever the sidebar shows first
+    assert list(table["model"]) == ["conv-2", "mlp-2"]  # the paper's pair at that size
     best = table.sort_values("test_loss").iloc[0]  # the verdict names the model the table ranks first
     low, high = sorted(table["test_loss"])
-    assert verdict.value.startswith(f"{best['model']} has the lower test loss ({low:.2f} vs {high:.2f} nats)")
-    assert "recognises better" in verdict.value
+    assert "**To generate:** " + escape_markdown(f"{best['model']}, better at fitting the test digits (test loss "
+                                                 f"{low:.2f} vs {high:.2f}") in picks.value
+    assert "**To recognise:**" in picks.value and "**Small:** conv\\-2" in picks.value
     assert "training_minutes" in table
-    robust = at.dataframe[1].value
+    robust, turned = at.dataframe[1].value, at.dataframe[2].value  # wide screens; phones (one row per model)
     assert list(robust.columns[:2]) == ["conv-2", "mlp-2"]
     assert set(robust["conv-2"]) == {"not measured"}
     assert robust.loc["paper scan (held out)", "mlp-2"] == "42.0 %"
-    assert len(at.get("plotly_chart")) >= 5  # losses, two latent maps, two confusions, noise
+    assert turned.loc["mlp-2", "paper scan (held out)"] == "42.0 %"
+    assert len(at.get("plotly_chart")) >= 8  # three loss parts, two latent maps, two confusions, noise
     assert any(c.startswith("Reconstructed by mlp-2") for img in at.image for c in img.captions)
     at.button_group(key="compare_loss_view").set_value("Side by side").run()
     assert_clean(at)
     at.selectbox(key="compare_mlp_2").set_value("mlp-16").run()  # a 16-D map: drawn on its principal plane
     assert_clean(at)
-    assert "mlp-16" in at.success[0].value
+    assert escape_markdown("mlp-16") in at.success[0].value
 
 
 def test_compare_page_follows_the_sidebar_and_either_pair_can_be_chosen(monkeypatch, app_models):

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from servers import wait_healthy
+
+from tests.servers import wait_healthy
 
 pytestmark = pytest.mark.browser
 

@@ -498,12 +498,60 @@ def test_summary_and_verdict():
     s = summary(meta)
     assert (s.model, s.arch, s.latent_dim, s.epochs) == ("mlp-2", "mlp", 2, meta.training.epochs_run)
     assert s.test_loss == meta.evaluation.test_loss and s.accuracy == meta.evaluation.accuracy
+    assert s.noise == tuple((n["sigma"], n["accuracy"]) for n in meta.evaluation.noise if n["sigma"] > 0)
+    assert s.calibrated is (meta.recognition is not None)
     a, b = Summary("a", test_loss=100.001, accuracy=0.95), Summary("b", test_loss=100.0, accuracy=0.95)
-    assert str(verdict([a, b])) == "a and b reach the same test loss (100.00 nats); both recognise 95.00 % of the test digits."
+    v = verdict([a, b])
+    assert str(v) == ("a and b are alike at fitting the test digits (test loss 100.00). a and b are alike at reading "
+                      "clean test digits (95.00 %). "
+                      "To recognise: either, they read digits alike. To generate: either, they fit the test digits "
+                      "alike. Small: no parameter counts to compare.")
     c = Summary("c", test_loss=90.0, accuracy=0.97)
     v = verdict([a, b, c])
-    assert v.by_loss[0] is c and v.by_accuracy[0] is c and not v.loss_tied
-    assert str(v) == "c has the lowest test loss (90.00 vs 100.00, 100.00 nats); c recognises best (97.00 % vs 95.00 %, 95.00 %)."
+    assert v.axis("test loss").winner is c and v.axis("clean digits").winner is c
+    assert v.sentences()[0] == ("c is best at fitting the test digits (test loss 90.00 vs b 100.00, a 100.00; lower "
+                                "is better) and reading clean test digits (97.00 % vs a 95.00 %, b 95.00 %).")
+
+
+def test_verdict_weighs_every_measured_axis_and_recommends_per_purpose():
+    """The noise curve on shared sigmas, the corruption suite, calibration and size all count; the
+    recognition pick is the broadest measure (corruptions, then noise, then clean digits) and names
+    the trade-off; a CNN's cross-entropy is no test loss; uncalibrated models are named."""
+    from cvae_core.summary import Summary, verdict
+
+    conv = Summary("conv", arch="conv", params=10_000, test_loss=100.0, accuracy=0.96,
+                   noise=((0.1, 0.55), (0.3, 0.25), (0.4, 0.9)), calibrated=False)
+    mlp = Summary("mlp", arch="mlp", params=1_000_000, test_loss=92.0, accuracy=0.98,
+                  noise=((0.1, 0.37), (0.3, 0.11)), calibrated=False)
+    v = verdict([conv, mlp])
+    assert v.strengths() == {
+        "conv": ["reading noisy digits (40.0 % vs 24.0 %, mean over noise σ 0.1 to 0.3)",
+                 "being small (100 times fewer parameters: 10,000 vs 1,000,000)"],
+        "mlp": ["fitting the test digits (test loss 92.00 vs 100.00; lower is better)",
+                "reading clean test digits (98.00 % vs 96.00 %)"],
+    }
+    assert [str(r) for r in v.recommendations] == [
+        "To recognise: conv, better at reading noisy digits (40.0 % vs 24.0 %, mean over noise σ 0.1 to 0.3); "
+        "mlp is ahead on clean test digits only.",
+        "To generate: mlp, better at fitting the test digits (test loss 92.00 vs 100.00; lower is better).",
+        "Small: conv, 100 times fewer parameters.",
+    ]
+    assert v.uncalibrated == ("conv", "mlp") and "are not calibrated" in str(v)
+
+    # Measured corruptions outrank the noise curve; the missing figure is said.
+    robust = Summary("mlp-r", arch="mlp", params=1_000_000, test_loss=140.0, accuracy=0.97, robust_accuracy=0.93,
+                     ece=0.05, calibrated=True)
+    cnn = Summary("cnn", arch="cnn", params=50_000, test_loss=0.04, accuracy=0.99, robust_accuracy=0.96, ece=0.04,
+                  calibrated=True)
+    v = verdict([robust, cnn, conv])
+    assert v.recommendations[0].model == "cnn" and "distorted digits" in v.recommendations[0].reason
+    assert v.axis("test loss").ranked == (conv, robust)  # the CNN's loss is not a negative ELBO
+    assert v.recommendations[1].model == "conv"
+    assert v.missing() == {"conv": ["distorted digits", "calibration"]}
+    assert v.uncalibrated == ("conv",)
+    same = verdict([Summary("x", params=100), Summary("y", params=150)])
+    assert same.ties() == ["x and y are about the same size"]
+    assert str(same.recommendations[2]) == "Small: either, they are about the same size."
 
 
 # ------------------------------------------------------------------------------ interrupted saves

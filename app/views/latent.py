@@ -6,7 +6,7 @@ every latent size the sliders and the decoded digit are scrubbed in the browser 
 the digit follows a slider without a server round trip, and the server decodes ahead around the
 new point (and, for a 2-D model, redraws the map) only when a slider is released. Many sliders
 form a grid beside the digit; on a phone they scroll in a box under it, so the digit stays on
-screen. "Sample from the prior" draws z ~ N(0, I); "Reset" goes back to the origin. For
+screen. "Random style" samples the prior, z ~ N(0, I); "Reset" goes back to the origin. For
 many-dimensional models the manifold grid spans the principal plane of the chosen digit's test
 latents (the two directions in which that digit's styles vary most), not the first two coordinates.
 """
@@ -68,8 +68,9 @@ def sample_prior(keys: list[str]) -> None:
 
 def point_buttons(keys: list[str]) -> None:
     with st.container(horizontal=True, gap="small"):
-        st.button("Sample from the prior", key="latent_sample", on_click=sample_prior, args=(keys,),
-                  icon=":material/casino:", help="Draw z from N(0, I): a random style of this digit.")
+        st.button("Random style", key="latent_sample", on_click=sample_prior, args=(keys,),
+                  icon=":material/casino:", help="A sample from the prior: z drawn from N(0, I), the distribution "
+                                                 "the model learned to use for styles.")
         st.button("Reset", key="latent_reset", on_click=reset_to_origin, args=(keys,),
                   icon=":material/my_location:", help="Back to the origin, z = 0.")
 
@@ -104,8 +105,8 @@ def explorer(entry: ModelEntry, label: int) -> None:
         if points is None:
             st.caption("This checkpoint stores no test-set latents to draw.")
             return
-        fig = figures.latent_map(*points, point=z, span=latent_space.SPAN, height=400,
-                                 title="Test digits in latent space — click one to go there")
+        st.caption("Test digits in latent space: click one to go there.")
+        fig = figures.latent_map(*points, point=z, span=latent_space.SPAN, height=400)
         st.plotly_chart(fig, key=MAP_KEY, on_select=move_to_clicked_point, selection_mode="points",
                         config={"displayModeBar": False})
 
@@ -131,19 +132,20 @@ def principal_manifold(_entry: ModelEntry, signature: str, label: int, n: int) -
 
 @st.fragment
 def manifold_section(entry: ModelEntry, label: int) -> None:
-    st.subheader("Manifold")
+    st.subheader("Manifold", help="Each picture is the decoder's drawing of one digit at one point of the latent "
+                 "space. For 16-D models the grid lies on the principal plane of the test digits' latent means: the "
+                 "plane of their two largest principal components, where their styles vary most.")
     n = st.slider("Grid size n", 5, 25, 15, key="latent_grid_n", persist_state="session")
     plane = principal_manifold(entry, entry.signature, label, n) if entry.latent_dim > 2 else None
     if plane is not None:
         grid, lead = plane
-        caption = (f"{n}×{n} decoded {label}s over the principal plane of the test {label}s' latent means ({lead}): "
-                   f"±{PLANE_SPREAD:g} standard deviations around their mean, the two directions in which this "
-                   "digit's styles vary most.")
+        caption = (f"{n}×{n} decoded {label}s along the two directions in which the test {label}s' styles vary "
+                   f"most ({lead}), ±{PLANE_SPREAD:g} standard deviations around their average style.")
     else:
         grid = latent_space.manifold(entry, entry.signature, label, n)
         others = "; the other dimensions are held at 0" if entry.latent_dim > 2 else ""
         caption = (f"{n}×{n} decoded {label}s for z₀ from −3 (left) to 3 (right) and z₁ from 3 (top) to −3 "
-                   f"(bottom){others}. Inside the prior's bulk the digits are clear; far out they blur.")
+                   f"(bottom){others}. Near the centre, where most codes lie, the digits are clear; far out they blur.")
     factor = max(1, 640 // (n * grid.shape[-1]))
     st.image(figures.tile(grid, factor, gap=1), output_format="PNG", caption=caption)
 
@@ -159,7 +161,9 @@ def example_latent(entry: ModelEntry, label: int, index: int) -> tuple[float, ..
 
 @st.fragment
 def interpolation_section(entry: ModelEntry, label: int) -> None:
-    st.subheader("Interpolation")
+    st.subheader("Interpolation", help="The decoder gets the digit as label weights (1 for the digit, 0 for the "
+                 "others). Here those weights slide from one digit to the other while the latent code, the style, "
+                 "moves between the two examples.")
     start, end, options = st.columns(3)
     steps = options.slider("Steps", 3, 15, 9, key="latent_interp_steps")
     same_style = options.toggle("Same style at both ends", value=True, key="latent_interp_same_style",
@@ -177,7 +181,7 @@ def interpolation_section(entry: ModelEntry, label: int) -> None:
     z1 = z0 if same_style else example_latent(entry, y1, i1 - 1)
     strip = latent_space.interpolation(entry, entry.signature, z0, z1, y0, y1, steps)
     st.image(figures.tile(strip, 3, gap=4), output_format="PNG",
-             caption=f"From a {y0} to a {y1}: the label weights and the latent code move together, "
+             caption=f"From a {y0} to a {y1}: the digit and the style change together, "
                      "in equal steps, left to right.")
 
 
