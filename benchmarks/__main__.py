@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "numbers":
             out = numbers.run(quick=args.quick, data=data)
         elif name == "memory":
-            out = memory.run()
+            out = memory.run(quick=args.quick)
         elif name == "load":
             try:
                 out = load.run(quick=args.quick)

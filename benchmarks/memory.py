@@ -2,6 +2,7 @@
 
     python -m benchmarks.memory                 # every part; writes sections.memory of results.json
     python -m benchmarks.memory --sessions 5    # fewer sessions for the per-session figure
+    python -m benchmarks.memory --quick         # no model alone, one session: checks that it runs
     python -m benchmarks --only memory          # the same, as a section of the benchmarks
 
 Imports and models are measured in fresh Python processes (``--child``), step after step, with
@@ -75,14 +76,15 @@ def in_a_fresh_process(model: str | None) -> list[dict[str, Any]]:
     return json.loads(out.stdout.splitlines()[-1])
 
 
-def imports_and_models() -> dict[str, Any]:
-    """The imports step by step, every model together, and each model alone in a process of its own
-    (after the imports: what loading it adds)."""
+def imports_and_models(*, each: bool = True) -> dict[str, Any]:
+    """The imports step by step, every model together, and (``each``) each model alone in a process of
+    its own (after the imports: what loading it adds)."""
     from cvae_core import catalogue
     from cvae_core.checkpoints import checkpoint_dir
 
     together = in_a_fresh_process(None)
-    alone = {e.name: in_a_fresh_process(e.name)[-1]["added_mb"] for e in catalogue.discover(checkpoint_dir())}
+    models = catalogue.discover(checkpoint_dir()) if each else []
+    alone = {e.name: in_a_fresh_process(e.name)[-1]["added_mb"] for e in models}
     return {"steps": together, "each_model_alone_mb": alone}
 
 
@@ -115,11 +117,11 @@ async def sessions(n: int) -> dict[str, float]:
             "per_session_with_a_digit_mb": round((drawn - warm) / n, 2)}
 
 
-def run(*, n: int = SESSIONS) -> dict[str, Any]:
+def run(*, n: int = SESSIONS, quick: bool = False) -> dict[str, Any]:
     """The memory section of ``benchmarks/results.json``: {"steps": [{"step", "rss_mb", "added_mb"}],
     "each_model_alone_mb": {name: MB}, "sessions": {"sessions", "warm_mb", "sessions_open_mb", "after_a_digit_each_mb",
     "per_open_session_mb", "per_session_with_a_digit_mb"}}."""
-    return {**imports_and_models(), "sessions": asyncio.run(sessions(n))}
+    return {**imports_and_models(each=not quick), "sessions": asyncio.run(sessions(1 if quick else n)), "quick": quick}
 
 
 def report_lines(section: dict[str, Any]) -> list[str]:
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=SESSIONS, help="sessions opened for the per-session figure")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="no model alone, one session: checks that it runs")
     p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_JSON.name} alone")
     args = p.parse_args(argv)
     if args.child:
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from cvae_core.checkpoints import now_iso  # imports torch: not before a --child has measured Python alone
 
     before, t0 = load_average()[0], time.perf_counter()
-    out = run(n=args.sessions)
+    out = run(n=args.sessions, quick=args.quick)
     out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1), generated=now_iso())
     for s in out["steps"]:
         print(f"  {s['step']:<55} {s['rss_mb']:7.1f} MB  (+{s['added_mb']:.1f})")

@@ -179,7 +179,7 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
         if sc:
             parts += ["Scaling:", "", tables.scaling_lines(sc), ""]
         mem = (results.get("sections") or {}).get("memory")
-        if mem:
+        if mem and not mem.get("quick"):
             parts += ["Resident memory, part by part (`python -m benchmarks.memory`):", "",
                       *memory_benchmark.report_lines(mem), ""]
         load = (results.get("sections") or {}).get("load")

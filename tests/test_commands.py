@@ -178,7 +178,7 @@ def invocations(command: str, folder: Path) -> list[list[str]]:
         args += ["--limit", "100", "--calibration-size", "300", *([] if "--calibrate-only" in args else ["--no-write"])]
     elif name == "cvae_core.recipe":
         args += ["--list", "--out", str(folder / "rebuilt")]
-    elif name == "benchmarks.capacity":
+    elif name in ("benchmarks.capacity", "benchmarks.memory"):
         args += ["--quick", "--no-write"]
     elif name == "benchmarks.pair":
         args += ["--limit", "20", "--no-write", "--threads", "1"]
@@ -198,7 +198,7 @@ def test_every_documented_command_has_a_way_to_run():
     assert "python -m cvae_core.evaluate --data FILE" in commands  # the Archive page's help text
     unknown = sorted({program(c) for c in commands} - set(NOT_RUN) - {
         "cvae_core.train", "cvae_core.evaluate", "cvae_core.robustness", "cvae_core.predict", "cvae_core.recipe",
-        "cvae_core.checkpoints", "benchmarks.report", "benchmarks.capacity", "benchmarks.pair", "make run", "make test", "make checkpoints",
+        "cvae_core.checkpoints", "benchmarks.report", "benchmarks.capacity", "benchmarks.memory", "benchmarks.pair", "make run", "make test", "make checkpoints",
         "make screenshots", "make bench", "make report"})
     assert not unknown, f"documented commands this test does not know how to run: {unknown}"
 
