@@ -235,6 +235,7 @@ def test_not_a_digit_replaces_the_number(monkeypatch, app_models, mnist, tmp_pat
     assert bool(cannot_tell) == (threshold is None)
     assert not at.warning  # no tall warning box any more
     assert any("Your style as every digit" in m.value for m in at.markdown) != flagged  # a style is a digit's
+    assert bool(at.get("page_link")) == flagged  # several digits in one picture? "Read a number"
 
 
 def test_probabilities_without_a_fitted_calibration_say_so(monkeypatch, app_models, mnist, tmp_path):
