@@ -15,7 +15,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
@@ -26,6 +26,9 @@ from app.markdown import escape_markdown
 from cvae_core.archive import ArchiveError
 from cvae_core.catalogue import ModelEntry
 from cvae_core.preprocess import MAX_BYTES, InputError
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +203,21 @@ def is_calibrated(entry: ModelEntry) -> bool:
     return entry.info.recognition is not None
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def probability_figure(probs: np.ndarray, label: int, not_digit: float | None, calibrated: bool) -> go.Figure:
+    """``figures.probability_bar``, built once per reading: the reruns of the same input (a save, a
+    label, the noise slider back where it was) reuse it, shared and never changed
+    (``st.plotly_chart`` sends a copy). Building it was about a sixth of the server's Python time
+    per drawn digit."""
+    return figures.probability_bar(probs, label, not_digit=not_digit, calibrated=calibrated)
+
+
 def show_details(entry: ModelEntry, mine: reading.Recognition, more: reading.Details) -> None:
     """The probability of every label, for 2-D models the latent map with your digit on it, and
     (for a digit) your style as every digit: each at the full width of the column, titled in page
     text, so nothing is squeezed or cut off on a phone."""
     st.markdown("**The probability of each label**")
-    st.plotly_chart(figures.probability_bar(mine.probs, mine.label, not_digit=mine.not_digit,
-                                            calibrated=is_calibrated(entry)),
+    st.plotly_chart(probability_figure(mine.probs, mine.label, mine.not_digit, is_calibrated(entry)),
                     key="draw_probs", config={"displayModeBar": False})
     points = latent_space.test_latents(entry, entry.signature, mine.label) if entry.latent_dim == 2 else None
     if points is not None:
