@@ -1,20 +1,23 @@
 """Find the digits of a handwritten number in one picture.
 
-The picture is flattened as a single digit's is (``cvae_core.preprocess``: the paper's lighting
-fitted and removed, the ink's polarity detected), then:
+The picture's lighting and polarity are handled as a single digit's are (``cvae_core.preprocess``:
+the paper's surface fitted and removed, the ink's side detected), then:
 
-1. ``find_ink``: the ink above the noise, as a mask; ruled lines removed (``_ruled_lines``: a
-   long, thin, nearly horizontal band of ink, cut out only where no stroke crosses it);
-2. ``find_marks``: connected pieces of ink; specks dropped; pieces that overlap horizontally
-   joined, so that a 5 whose bar is detached or a broken 4 stays one mark; flat marks (a dash, a
-   stub of a ruled line) dropped. Sizes are relative to the digits' own height, measured on the
-   picture, never MNIST's margins or one digit size;
-3. ``split``: the recogniser decides. A mark that is wide, or made of several pieces, may be two
-   or more touching digits: every candidate cut (the minima of the ink across the mark, straight
-   or along the writing's slant, and the ways of dealing its pieces left and right) is read, and
-   the cut whose halves read as confident digits wins over the mark read whole only when the
-   product of their confidences beats the whole's (``Judge``: each a calibrated probability
-   that already excludes "not a digit"). Halves are split again while they are wide.
+1. ``find_ink``: the ink above the noise, as a mask, with ruled lines taken out
+   (``_remove_ruled_lines``: long straight bands of thin ink that run on alone between the
+   digits; a stroke crossing a line keeps its pixels there);
+2. ``find_marks``: connected pieces of ink; specks dropped; pieces that overlap across the
+   writing joined, so that a 5 whose bar is detached or a broken 4 stays one mark. Every size is
+   relative to the digits' own height, measured on the picture, never MNIST's margins or one
+   digit size;
+3. the recogniser decides (``Judge``: how confidently a mark reads as one digit, a calibrated
+   probability that already leaves out "not a digit"). ``merge``: close neighbours, one of them
+   weak, are joined when they read better as one digit. ``split``: a mark that is wide, or does
+   not read confidently whole, is cut where both halves read as digits and together beat it read
+   whole; the candidate cuts (``candidate_cuts``) are the paths between the digits that cross the
+   least ink, upright and along the writing's slant, and the ways of dealing its pieces left and
+   right. Halves are cut again while they are wide. Flat marks that joined nothing (a dash, the
+   stub of a line) are dropped.
 
 Every mark comes out as a light-on-dark crop holding only its own ink (``Mark.crop``), for the
 same MNIST treatment as a single digit. The picture is area-reduced to ``WORK_SIDE`` first and
@@ -51,7 +54,7 @@ SPLIT_MARGIN = 0.25  # ...and one of a digit's width is cut only when its halves
 SHORT = 0.75  # a mark shorter than this share of the digit height is worth less as a digit...
 MERGE_GAP = 0.15  # ...and is joined to a neighbour this close (in digit heights) when that reads better
 MIN_PART = 0.2  # each side of a cut is at least this wide (in digit heights)
-CUTS = 4  # candidate cuts per mark and slant (the paths crossing the least ink)
+CUTS = 4  # candidate cuts per mark (the paths crossing the least ink, upright or slanted)
 SIDESTEP = 0.3  # what a cut's step sideways costs, in inked pixels crossed
 MAX_SLANT = 0.6  # |dx/dy| of the writing's slant
 LINE_COVER = 0.5  # a ruled line is thin ink along this share of its length...
@@ -369,12 +372,12 @@ def _sub(mark: Mark, keep: np.ndarray, pieces: int) -> Mark | None:
     return Mark(box=(x0 + c0, y0 + r0, x0 + c1, y0 + r1), mask=m[r0:r1, c0:c1], pieces=pieces)
 
 
-def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> list[np.ndarray]:
+def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> list[tuple[float, np.ndarray]]:
     """Paths from the top of a mark to its bottom that cross the least ink: for each row, the column
     where the cut passes (the left part is ``x < path[y]``). Found by dynamic programming on the
     mark straightened along the slant, a sideways step costing ``SIDESTEP`` of an inked pixel, so a
     cut may weave between two digits that lean over each other; the ``CUTS`` cheapest that end
-    apart, each leaving ``least`` pixels on either side."""
+    apart, each leaving ``least`` pixels on either side, with their cost."""
     h, w = mask.shape
     off = np.rint(slant * (np.arange(h) - (h - 1) / 2)).astype(int)  # the writing's lean, row by row
     pad = int(np.abs(off).max()) + 1
@@ -404,7 +407,7 @@ def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> l
         col[-1] = e
         for y in range(h - 1, 0, -1):
             col[y - 1] = col[y] + back[y, col[y]]
-        paths.append(col - pad - off)
+        paths.append((float(acc[e]), col - pad - off))
     return paths
 
 
@@ -418,8 +421,8 @@ def candidate_cuts(mark: Mark, height: float, slant: float, *, asked: bool = Fal
     if asked or w >= SPLIT_WIDTH * height:
         xx = np.arange(w)[None, :]
         least = min(MIN_PART * height, w / 4) if asked else MIN_PART * height
-        for s in sorted({0.0, round(slant, 2)}):
-            out += [xx < path[:, None] for path in _cut_paths(mark.mask, height, s, least)]
+        paths = [p for s in sorted({0.0, round(slant, 2)}) for p in _cut_paths(mark.mask, height, s, least)]
+        out += [xx < path[:, None] for _, path in sorted(paths, key=lambda p: p[0])[:CUTS]]
     if 2 <= mark.pieces <= 6:
         labels, sizes = imageops.components(mark.mask)
         if len(sizes) <= 6:
@@ -477,13 +480,14 @@ class _Scores:
 def merge(marks: list[Mark], scores: _Scores) -> list[Mark]:
     """Neighbours joined where the recogniser reads them better as one digit: a detached bar, a
     broken stroke. Only close neighbours, one of them weak (not read confidently, or short), that
-    together are no wider than a digit; the best joins first, repeated while any helps."""
+    together are narrower than ``MULTI_WIDTH`` digit heights; the best joins first, repeated while
+    any helps."""
     h = scores.height
     for _ in range(MAX_DIGITS):
         pairs = []
         for a, b in itertools.pairwise(marks):
             weak = min(scores.worth(a), scores.worth(b)) < KEEP
-            near = b.box[0] - a.box[2] <= MERGE_GAP * h and max(a.box[2], b.box[2]) - min(a.box[0], b.box[0]) <= h
+            near = b.box[0] - a.box[2] <= MERGE_GAP * h and max(a.box[2], b.box[2]) - min(a.box[0], b.box[0]) <= MULTI_WIDTH * h
             if weak and near:
                 pairs.append((a, b, union(a, b)))
         scores.ask([u for _, _, u in pairs])
