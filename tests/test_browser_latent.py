@@ -70,6 +70,8 @@ def latent_page(browser, server: str, **context):
         page.get_by_test_id("stSidebarCollapseButton").locator("button").click()
     page.get_by_text(f"Model {MODEL}:").wait_for()
     page.locator(f"{DECODED}[data-frame]").wait_for(state="attached")
+    page.wait_for_function(IDLE)  # the picker's rerun has ended: no render of the scrubber is on its way
+    page.wait_for_timeout(500)
     return page
 
 
