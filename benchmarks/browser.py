@@ -14,8 +14,8 @@ from Python enters the number.
   value (the canvas's own 200 ms send debounce included);
 * slider -> image: the first latent slider (``z0``) gets one ArrowRight press; the clock runs to the
   new image's ``src`` in the DOM (``changed``) and to that image decoded and ready to paint
-  (``shown``, ``img.decode()``), which is the reported number; for the app's 2-D models the
-  picture is drawn in the browser (``app/scrub.py``) and the clock stops at its new frame;
+  (``shown``, ``img.decode()``), which is the reported number; the app draws the picture in
+  the browser for every model (``app/scrub.py``), and the clock stops at its new frame;
 * cold start: ``streamlit run`` spawned -> the canvas visible in a fresh browser context, and ->
   the first digit drawn there recognised;
 * memory: resident set (``VmRSS``, and its peak ``VmHWM``) of the server's process tree after
