@@ -269,7 +269,7 @@ class Archive:
         """Validate, de-duplicate and store one item in one short transaction; or raise ``ArchiveError``
         with nothing stored. An input the archive already holds (the same save token: the same
         pixels, model and sigma) is not stored again: its item is returned, with the record's true
-        label and finished mark, when it has them, written onto it."""
+        label, finished mark and number (a corrected one), when it has them, written onto it."""
         entry = prepare(record)
         with self._guard("save"):
             try:
@@ -285,7 +285,7 @@ class Archive:
                                        "nothing was saved.")
                 known = conn.execute(select(items.c.id).where(items.c.save_token == entry.save_token)).first()
                 if known is not None:
-                    given = {name: getattr(entry, name) for name in ("true_label", "finished")
+                    given = {name: getattr(entry, name) for name in ("true_label", "finished", "number")
                              if getattr(entry, name) is not None}
                     if given:
                         conn.execute(update(items).where(items.c.id == known[0]).values(**given))

@@ -132,7 +132,8 @@ class _Read:
     @property
     def score(self) -> float:
         """How confidently the mark reads as one digit: its best calibrated probability, which
-        already leaves out the chance that it is no digit; 0 when it could not be read."""
+        already leaves out the chance that it is no digit, halved when the model calls it not a
+        digit; 0 when it could not be read."""
         return 0.0 if self.probs is None else float(self.probs.max()) * (0.5 if self.digit is False else 1.0)
 
 

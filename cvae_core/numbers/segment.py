@@ -12,9 +12,9 @@ the paper's surface fitted and removed, the ink's side detected), then:
    digit size;
 3. the recogniser decides (``Judge``: how confidently a mark reads as one digit, a calibrated
    probability that already leaves out "not a digit"). ``merge``: close neighbours, one of them
-   weak, are joined when they read better as one digit. ``split``: a mark that is wide, or does
-   not read confidently whole, is cut where both halves read as digits and together beat it read
-   whole; the candidate cuts (``candidate_cuts``) are the paths between the digits that cross the
+   weak, are joined when they read better as one digit. ``split``: a mark that is wide (for a
+   digit, or next to this writing's usual digit), or does not read confidently whole, is cut where
+   both halves read as digits and together beat it read whole; the candidate cuts (``candidate_cuts``) are the paths between the digits that cross the
    least ink, upright and along the writing's slant, and the ways of dealing its pieces left and
    right. Halves are cut again while they are wide. Flat marks that joined nothing (a dash, the
    stub of a line) are dropped.
@@ -46,7 +46,9 @@ SPECK = 0.2  # a piece smaller than this share of the digit height, both ways, i
 FLAT = 0.3  # a mark lower than this share of the digit height is a dash or the stub of a line
 OVERLAP = 0.5  # pieces overlapping by this share of the narrower one's width are one mark
 SPLIT_WIDTH = 0.8  # a mark this wide (in digit heights) may be touching digits
-MULTI_WIDTH = 1.2  # a mark this wide (in digit heights) is taken to hold two digits or more
+MULTI_WIDTH = 1.2  # a mark this wide (in digit heights) is taken to hold two digits or more...
+WIDER = 1.4  # ...and one this many times as wide as the writing's usual digit may
+NARROW = 0.35  # a mark narrower than this (in digit heights) may be a 1: not a usual digit width
 CONFIDENT = 0.5  # a join reads as a digit at least this confidently...
 HALF = 0.3  # ...and each half of a cut at least this (an unsure half is shown as "?")
 KEEP = 0.8  # a mark read whole this confidently (and not wide) is not cut...
@@ -504,22 +506,27 @@ def merge(marks: list[Mark], scores: _Scores) -> list[Mark]:
 def split(marks: list[Mark], scores: _Scores, slant: float) -> list[Mark]:
     """The marks with touching digits cut apart, by the recogniser's evidence (module docstring).
 
-    A mark read confidently whole and not wide is left alone. For the others, every candidate cut
+    A mark read confidently whole and not wide is left alone; one much wider than the writing's
+    usual digit (``WIDER``) is less likely one digit than two, so its reading counts for less. For
+    the others, every candidate cut
     is read in one call to the judge per round; a mark is cut when both halves read as digits
     (``HALF``; or are wide enough to hold more) and together beat it read whole, by
     ``SPLIT_MARGIN`` unless it is wide; wide halves are looked at again in the next round."""
     height = scores.height
+    usual = _usual_width(marks, scores, height)
     done: list[Mark] = []
     open_ = list(marks)
     while open_:
         if len(done) + len(open_) > MAX_DIGITS:
             raise too_many(len(done) + len(open_))
-        options = {id(m): [] if scores[m] >= KEEP and not _wide(m, height) else candidate_cuts(m, height, slant)
-                   for m in open_}
+        options = {id(m): [] if scores[m] >= KEEP and not _wide(m, height) and m.width < WIDER * usual
+                   else candidate_cuts(m, height, slant) for m in open_}
         scores.ask([half for m in open_ for pair in options[id(m)] for half in pair])
         nxt: list[Mark] = []
         for m in open_:
-            best, value = None, scores.worth(m) + (0.0 if _wide(m, height) else SPLIT_MARGIN)
+            # One digit much wider than the others is less likely than two: its reading counts for less.
+            alone = min(1.0, WIDER * usual / m.width) ** 2
+            best, value = None, scores.worth(m) * alone + (0.0 if _wide(m, height) or alone < 1 else SPLIT_MARGIN)
             for pair in options[id(m)]:
                 v = math.prod(_worth(half, scores, height) for half in pair)
                 if v > value and all(scores[half] >= HALF or _wide(half, height) for half in pair):
@@ -530,6 +537,13 @@ def split(marks: list[Mark], scores: _Scores, slant: float) -> list[Mark]:
                 nxt += list(best)
         open_ = nxt
     return sorted(done, key=_centre)
+
+
+def _usual_width(marks: list[Mark], scores: _Scores, height: float) -> float:
+    """The width of a digit in this writing: the median over the marks read confidently whole
+    that are not as narrow as a 1 (else the digit height, when there are none)."""
+    widths = [m.width for m in marks if scores[m] >= KEEP and m.width >= NARROW * height]
+    return float(np.median(widths)) if widths else height
 
 
 def _wide(mark: Mark, height: float) -> bool:
