@@ -48,10 +48,10 @@ def _described(path: bytes, signature: str, trained_here: bool = False) -> Model
 
 
 @st.cache_resource(max_entries=MODELS_KEPT, show_spinner="Loading a model…")
-def _loaded(path: bytes, signature: str) -> ModelEntry:
+def _loaded(path: bytes, signature: str, trained_here: bool) -> ModelEntry:
     """The entry with its checkpoint, or with the reason it cannot be loaded (read once either way).
     Models load on first use; beyond ``MODELS_KEPT`` the least recently used one is dropped."""
-    return _described(path, signature).load()
+    return _described(path, signature, trained_here).load()
 
 
 def _load_failures() -> dict[str, str]:
@@ -106,7 +106,7 @@ def available_models() -> list[ModelEntry]:
 def load(entry: ModelEntry) -> ModelEntry | None:
     """The entry with its model loaded (once per process), or None when it cannot be; the reason
     then shows in the sidebar."""
-    loaded = _loaded(os.fsencode(entry.path), entry.signature)
+    loaded = _loaded(os.fsencode(entry.path), entry.signature, entry.trained_here)
     if loaded.ckpt is None:
         _load_failures()[entry.signature] = loaded.error or "could not be loaded"
         return None

@@ -237,3 +237,23 @@ def noise_curves(noise: dict[str, list[dict[str, float]]], archs: dict[str, str]
     fig.update_xaxes(title="noise σ")
     fig.update_yaxes(title="recognition accuracy", tickformat=".0%", range=[0, 1])
     return _layout(fig, height=380, title="Recognition under Gaussian noise", legend=LEGEND_BELOW)
+
+
+def equal_time_dots(rows: Sequence[dict[str, Any]], measures: dict[str, str], archs: Sequence[str]) -> go.Figure:
+    """A dot per model row on each measure (``measures``: key -> label), the axis zoomed to the
+    figures so that a point's difference shows; the conv rows in the conv colour, the one trained
+    for the shorter time hollow."""
+    fig = go.Figure()
+    values = [row[k] for row in rows for k in measures]
+    for i, (row, arch) in enumerate(zip(rows, archs, strict=True)):
+        hollow = arch == "conv" and i < len(rows) - 1
+        fig.add_trace(go.Scatter(
+            y=list(measures.values()), x=[row[k] for k in measures], mode="markers", name=row["label"],
+            marker={"color": MODEL_COLOURS.get(arch), "size": 13, "symbol": "circle-open" if hollow else "circle",
+                    "line": {"width": 3 if hollow else 1, "color": MODEL_COLOURS.get(arch) if hollow else HALO}},
+            hovertemplate=f"{row['label']}, %{{y}}: %{{x:.2%}}<extra></extra>",
+        ))
+    low = max(0.0, min(values) - 0.02)
+    fig.update_xaxes(tickformat=".0%", range=[low, min(1.0, max(values) + 0.01)])
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, height=110 + 55 * len(measures), legend=LEGEND_BELOW)

@@ -136,8 +136,11 @@ def render() -> None:
         if selected is not None:
             names = [e.name for e in ready]
             by_name = {e.name: e for e in ready}
+            # The picker shows the model in use: the visitor's pick, or the default when that is gone
+            # (set through the key alone: an index beside a key set elsewhere, e.g. by the Train page, warns).
+            st.session_state[cached_models.MODEL_KEY] = selected.name
             st.selectbox(
-                "Model", names, index=names.index(selected.name), key=cached_models.MODEL_KEY,
+                "Model", names, key=cached_models.MODEL_KEY,
                 format_func=lambda n: _label(by_name[n]), on_change=_remember_choice,
                 help="★ the paper's models (conv and MLP, plain training); recognisers (trained to read digits "
                      "and to refuse non-digits); other variants (hybrid or fine-tuned); trained here (on "

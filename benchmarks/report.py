@@ -151,6 +151,7 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
         parts += [f"![{title}](docs/figures/{name})", ""]
     parts += recognition_tables.section(ckpts)
     parts += recognition_tables.pair_section((results or {}).get("sections", {}).get("pair"))
+    parts += recognition_tables.equal_time_section((results or {}).get("sections", {}).get("equal_time"))
     parts += ["### Speed and memory", ""]
     if results is None:
         parts += ["No benchmark results yet: run `python -m benchmarks`.", ""]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import cached_models, figures, latent_space, sidebar
+from app import cached_models, figures, latent_space, measured, sidebar
 from app.examples import mnist_folder, reconstruct_examples, test_examples
 from app.markdown import escape_markdown
 from cvae_core.catalogue import ModelEntry, closest, paper_pair
@@ -26,6 +26,7 @@ from cvae_core.checkpoints import CheckpointMeta
 from cvae_core.summary import Verdict, summary, verdict
 
 NO_CHART_BAR = {"displayModeBar": False}
+
 LATENT_KEY = "compare_latent"  # which latent size is compared
 FOLLOWED_KEY = "compare_followed"  # the sidebar choice the page last followed
 WIDE_TABLE, NARROW_TABLE = "compare_robust_wide", "compare_robust_narrow"  # containers app/style.css switches
@@ -212,6 +213,49 @@ def recognition_section(pair: list[ModelEntry]) -> None:
                         key="compare_noise", config=NO_CHART_BAR)
 
 
+def in_words(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
+
+
+def equal_time_section(pair: list[ModelEntry]) -> None:
+    """The conv recogniser at the MLP recogniser's training time, when those two are compared."""
+    found = measured.equal_time()
+    if found is None:
+        return
+    recognisers = [found["rows"][2]["label"], found["rows"][0]["label"]]  # conv, MLP
+    if {e.name for e in pair} != set(recognisers):
+        if all(any(e.name == name for e in cached_models.available_models()) for name in recognisers):
+            st.caption(f"Pick **{recognisers[0]}** and **{recognisers[1]}** above to compare the two recognisers, "
+                       "also at equal training time.")
+        return
+    mlp, short, full = found["rows"]
+    st.subheader("At equal training time",
+                 help="Is the conv better per minute of training, or only because it trained longer? Its own "
+                      "recipe, cut to the epochs that cost what the MLP's took, measured on the same digits.")
+    better = [label for key, label in measured.EQUAL_TIME_MEASURES.items() if short[key] > mlp[key]]
+    worse = [label for key, label in measured.EQUAL_TIME_MEASURES.items() if short[key] < mlp[key]]
+    st.markdown(
+        f"One conv epoch costs **{found['ratio']:.1f}** MLP epochs here, so in the MLP's {mlp['epochs']} epochs "
+        f"the conv trains **{short['epochs']}**. At that budget the conv is ahead on {in_words(better) or 'nothing'}"
+        f"{', and behind on ' + in_words(worse) if worse else ''}; "
+        f"trained to the end ({full['epochs']} epochs) it reads {100 * full['clean_accuracy']:.2f} % of the clean "
+        f"digits against the MLP's {100 * mlp['clean_accuracy']:.2f} %.")
+    accuracies = {k: v for k, v in measured.EQUAL_TIME_MEASURES.items() if k != "letters_flagged"}
+    rows = [{**mlp, "label": f"{mlp['label']} ({mlp['epochs']} epochs)"},
+            {**short, "label": f"conv, {short['epochs']} epochs (equal time)"},
+            {**full, "label": f"{full['label']} ({full['epochs']} epochs)"}]
+    st.plotly_chart(figures.equal_time_dots(rows, accuracies, ["mlp", "conv", "conv"]),
+                    key="compare_equal_time", config=NO_CHART_BAR)
+    table = pd.DataFrame({r["label"]: [f"{r['epochs']}", f"{r['minutes']:.0f} min",
+                                       *[_share(r[k]) for k in measured.EQUAL_TIME_MEASURES]] for r in rows},
+                         index=["epochs", "training time (as recorded)", *measured.EQUAL_TIME_MEASURES.values()])
+    st.dataframe(table.rename_axis("measure"), width="stretch")
+    st.caption(f"The first {found['n']:,} test digits, every corruption and the held-out letters, for all three "
+               f"(`{found['command']}`, {found['generated']}). Training times are each run's own, on whatever "
+               "else the machine was doing then; the epoch counts are what the budget bought.")
+
+
 def _share(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
@@ -294,6 +338,7 @@ def render() -> None:
     rows = [summary(e.info, name=e.name) for e in pair]
     verdict_section(verdict(rows))
     metrics_table(rows)
+    equal_time_section(pair)
     loss_section(pair)
     latent_section(pair)
     reconstruction_section(pair)
