@@ -164,7 +164,14 @@ def canvas_box(page: Any, *, timeout: float = TIMEOUT_MS) -> dict[str, float]:
 
 
 def clear_canvas(page: Any) -> None:
-    page.get_by_role("button", name="Reset canvas & history").first.click()
+    """Empty the canvas: the app's own Clear button (disabled while there is nothing to clear; the
+    canvas's hover toolbar is hidden in the app), else the toolbar's reset (the floor app's only one)."""
+    own = page.locator('[data-testid="stButton"]').get_by_role("button", name="Clear", exact=True)
+    if own.count():
+        if own.is_enabled():
+            own.click()
+    else:
+        page.get_by_role("button", name="Reset canvas & history").first.click()
     page.wait_for_function(
         """(label) => !Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
                          .some((m) => m.innerText.includes(label))""", arg=METRIC_LABEL)

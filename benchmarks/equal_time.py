@@ -3,6 +3,7 @@ or only because it trained six times longer?
 
     python -m benchmarks.equal_time                   # ~30 min on 2 quiet cores
     python -m benchmarks.equal_time --limit 500 --no-write
+    python -m benchmarks.equal_time --quick --limit 30 --no-write      # a few hundred digits: checks that it runs
 
 1. **The exchange rate.** Both recognisers' recipe commands (``checkpoints/recipe.toml``) train two
    epochs on the same ``PROBE_DIGITS`` training digits, one after the other in this run; the second
@@ -40,6 +41,7 @@ from cvae_core.recipe import Step, read_recipe
 
 MLP, CONV = "mlp-16-recogniser", "conv-16-recogniser"
 PROBE_DIGITS = 4000  # training digits of each timing run: ~1 min for the conv on 2 cores
+QUICK = ["--subset", "300", "--val-size", "200", "--eval-size", "100"]  # --quick: every training this small
 LETTER_FAMILIES = ("letters (fonts)", "letters (pen strokes)")
 
 
@@ -66,10 +68,10 @@ def run(words: list[str], *, threads: int | None, data_dir: str | None) -> str:
     return subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
 
 
-def epoch_seconds(step: Step, folder: Path, **how: Any) -> float:
-    """Training seconds of the second epoch of ``step``'s command on ``PROBE_DIGITS`` digits."""
+def epoch_seconds(step: Step, folder: Path, *, digits: int, **how: Any) -> float:
+    """Training seconds of the second epoch of ``step``'s command on ``digits`` training digits."""
     words = shlex.split(step.train)
-    for option, value in (("--epochs", "2"), ("--subset", str(PROBE_DIGITS)), ("--val-size", "500"),
+    for option, value in (("--epochs", "2"), ("--subset", str(digits)), ("--val-size", "200"),
                           ("--eval-size", "100"), ("--out", str(folder / f"probe-{step.name}"))):
         words = with_option(words, option, value)
     done = folder / f"probe-{step.name}.json"
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each command (default: every core)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (else $CVAE_DATA_DIR)")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--quick", action="store_true", help="a few hundred digits for every training: checks that it runs")
     args = p.parse_args(argv)
     how = {"threads": args.threads, "data_dir": args.data_dir}
     mlp, conv = recipe_step(MLP), recipe_step(CONV)
@@ -120,18 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.out or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        seconds = {s.name: epoch_seconds(s, folder, **how) for s in (mlp, conv)}
+        digits = 300 if args.quick else PROBE_DIGITS
+        seconds = {s.name: epoch_seconds(s, folder, digits=digits, **how) for s in (mlp, conv)}
         ratio = seconds[CONV] / seconds[MLP]
         epochs = max(1, round(mlp_epochs / ratio))
         print(f"one conv epoch costs {ratio:.2f} MLP epochs: the conv trains {epochs} epochs", flush=True)
         short = folder / f"{CONV}-{epochs}-epochs"
         words = with_option(with_option(shlex.split(conv.train), "--epochs", str(epochs)), "--out", str(short))
+        words += QUICK if args.quick else []
         if not short.with_suffix(".json").exists() or short.with_suffix(".resume.pt").exists():
             if short.with_suffix(".resume.pt").exists():  # its own recorded arguments, --data-dir among them
                 run(["python", "-m", "cvae_core.train", "--resume", str(short)], threads=args.threads, data_dir=None)
             else:
                 run(words, **how)
-            run(["python", "-m", "cvae_core.robustness", "--checkpoint", str(short), "--calibrate-only"], **how)
+            run(["python", "-m", "cvae_core.robustness", "--checkpoint", str(short), "--calibrate-only",
+                 *(["--calibration-size", "200"] if args.quick else [])], **how)
         shipped = checkpoint_dir()
         rows = [row(MLP, shipped / MLP, suite(shipped / MLP, limit=args.limit, write=False, **how), epochs=mlp_epochs),
                 row(f"{CONV}, {epochs} epochs", short, suite(short, limit=args.limit, write=True, **how), epochs=epochs),

@@ -180,6 +180,8 @@ def invocations(command: str, folder: Path) -> list[list[str]]:
         args += ["--list", "--out", str(folder / "rebuilt")]
     elif name in ("benchmarks.capacity", "benchmarks.memory"):
         args += ["--quick", "--no-write"]
+    elif name == "benchmarks.equal_time":
+        args += ["--quick", "--limit", "30", "--no-write", "--threads", "1"]
     elif name == "benchmarks.pair":
         args += ["--limit", "20", "--no-write", "--threads", "1"]
     elif name == "benchmarks.report":
@@ -198,7 +200,8 @@ def test_every_documented_command_has_a_way_to_run():
     assert "python -m cvae_core.evaluate --data FILE" in commands  # the Archive page's help text
     unknown = sorted({program(c) for c in commands} - set(NOT_RUN) - {
         "cvae_core.train", "cvae_core.evaluate", "cvae_core.robustness", "cvae_core.predict", "cvae_core.recipe",
-        "cvae_core.checkpoints", "benchmarks.report", "benchmarks.capacity", "benchmarks.memory", "benchmarks.pair", "make run", "make test", "make checkpoints",
+        "cvae_core.checkpoints", "benchmarks.report", "benchmarks.capacity", "benchmarks.memory", "benchmarks.pair",
+        "benchmarks.equal_time", "make run", "make test", "make checkpoints",
         "make screenshots", "make bench", "make report"})
     assert not unknown, f"documented commands this test does not know how to run: {unknown}"
 
