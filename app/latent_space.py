@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app.reading import SEED
+from app.draw.reading import SEED
 from cvae_core import inference
 from cvae_core.catalogue import ModelEntry
 

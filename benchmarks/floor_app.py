@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-CANVAS_SIDE = 280  # as app/views/draw.py
+CANVAS_SIDE = 280  # as app/draw/canvas.py
 IMAGE_SIDE = 28
 UPSCALE = 10  # the latent page shows its 28x28 decode at 10x
 

@@ -42,7 +42,7 @@ from benchmarks.timing import summarise, time_calls
 from cvae_core import catalogue, inference
 from cvae_core.calibration import Calibration
 from cvae_core.catalogue import ModelEntry
-from cvae_core.preprocess import prepare_array, prepare_bytes
+from cvae_core.images.preprocess import prepare_array, prepare_bytes
 
 GRID_N = 20
 SEED = 0  # the app seeds every recognition the same way

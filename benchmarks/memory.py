@@ -58,7 +58,8 @@ def child(model: str | None) -> list[dict[str, Any]]:
     import torch
 
     step(f"torch {torch.__version__}")
-    from app import draw_results, figures, sidebar  # noqa: F401
+    from app import figures, sidebar  # noqa: F401
+    from app.draw import results  # noqa: F401
     from cvae_core import catalogue
     from cvae_core.checkpoints import checkpoint_dir
 

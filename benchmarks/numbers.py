@@ -36,8 +36,8 @@ from benchmarks.paths import RESULTS_JSON
 from benchmarks.timing import summarise
 from cvae_core.checkpoints import now_iso
 from cvae_core.data import DataError, load_mnist
+from cvae_core.images.preprocess import InputError
 from cvae_core.numbers import NumberReading, Recogniser, read_number, synth
-from cvae_core.preprocess import InputError
 
 COUNT = 1200  # numbers read for the figures (150 of each length, a quarter of them pen strokes)
 QUICK_COUNT = 160

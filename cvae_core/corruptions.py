@@ -201,7 +201,7 @@ def low_contrast(x: Tensor, contrast: float | Tensor, gen: torch.Generator) -> T
 def _through_preprocessing(canvases: list[np.ndarray], like: Tensor) -> Tensor:
     """Large greyscale pictures -> the app's 28x28 inputs; a picture the pipeline rejects (it finds
     no digit) becomes a blank image, which every model must then get wrong."""
-    from cvae_core.preprocess import InputError, prepare_array
+    from cvae_core.images.preprocess import InputError, prepare_array
 
     out = torch.zeros_like(like)
     for i, canvas in enumerate(canvases):

@@ -288,7 +288,7 @@ def _distort(pictures: Tensor, gen: torch.Generator) -> Tensor:
 def _prepared(pictures: Tensor) -> tuple[Tensor, int]:
     """Light-on-dark pictures (N, 1, S, S) through the app's preprocessing; returns the 28x28
     images the model sees and how many the preprocessing itself refused (no digit found)."""
-    from cvae_core.preprocess import InputError, prepare_array
+    from cvae_core.images.preprocess import InputError, prepare_array
 
     kept, refused = [], 0
     for p in pictures:

@@ -3,7 +3,7 @@
     python -m cvae_core.predict photo.jpg scan.png [--checkpoint checkpoints/mlp-16] [--json]
 
 Each image (PNG or JPEG, any size, dark ink on light paper or light on dark) goes through the
-same MNIST-style preprocessing as the app (``cvae_core.preprocess``). Prints the recognised
+same MNIST-style preprocessing as the app (``cvae_core.images.preprocess``). Prints the recognised
 digit and the calibrated probability of each label (``cvae_core.calibration``), or says that
 the image does not look like a digit; with ``--json``, one object per line:
 {"file", "label", "probs", "digit", "not_digit_score"} or {"file", "error"}, the error a
@@ -33,9 +33,9 @@ import torch
 from cvae_core.calibration import MAX_K, Calibration
 from cvae_core.catalogue import default_recogniser, discover
 from cvae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from cvae_core.images.preprocess import MAX_BYTES, InputError, prepare_bytes
 from cvae_core.inference import classify
 from cvae_core.numbers import Recogniser, read_number
-from cvae_core.preprocess import MAX_BYTES, InputError, prepare_bytes
 
 
 def best_checkpoint() -> Checkpoint:

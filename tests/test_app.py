@@ -28,15 +28,16 @@ from canvas_result import CanvasResult
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app import archive_ui, cached_models, inputs, latent_space, reading
+from app import archive_ui, cached_models, latent_space
+from app.draw import inputs, reading
 from app.markdown import escape_markdown
 from cvae_core import catalogue
-from cvae_core.archive import Archive
+from cvae_core.archive import Archive, Record
 from cvae_core.checkpoints import load_checkpoint, save_checkpoint, update_metadata
 from cvae_core.config import ModelConfig, TrainConfig
 from cvae_core.evaluate import evaluate_model
+from cvae_core.images.preprocess import MAX_BYTES, InputError
 from cvae_core.models import build_model
-from cvae_core.preprocess import MAX_BYTES, InputError
 from cvae_core.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ def app_models(tmp_path_factory, mnist) -> Path:
     images, labels = mnist.test_images[:200], mnist.test_labels[:200]
     for name in ("conv-2", "mlp-2"):
         ckpt = load_checkpoint(folder / name)
-        if "evaluation" not in ckpt.meta:
+        if ckpt.info.evaluation is None:
             evaluation = evaluate_model(ckpt.model, images, labels, k=4, sigmas=(0.0, 0.3))
             update_metadata(ckpt.path, {"evaluation": evaluation})
     return folder
@@ -280,9 +281,9 @@ def test_a_background_model_says_not_a_digit_by_its_own_score(monkeypatch, mnist
     (line,) = [c for c in at.caption if "does not look like a digit" in c.value]
     assert "chance of being no digit" in line.help
     record = saved[-1]
-    assert 0 < record["not_digit"] <= 1
-    assert sum(record["probs"]) + record["not_digit"] == pytest.approx(1, abs=1e-4)
-    assert len(record["log_likelihoods"]) == 10
+    assert 0 < record.not_digit <= 1
+    assert sum(record.probs) + record.not_digit == pytest.approx(1, abs=1e-4)
+    assert len(record.log_likelihoods) == 10
 
 
 def test_disagreement_between_the_architectures_is_said(monkeypatch, app_models, mnist):
@@ -477,16 +478,14 @@ def test_archive_gets_a_complete_record_and_autosaves_once(monkeypatch, app_mode
     at = upload(start(monkeypatch, app_models, model="mlp-2"), "one.png", png(mnist.test_images[2].numpy()))
     key, record = saved[-1]
     assert key == "draw_save"
-    assert set(record) == {"model", "source", "label", "confidence", "sigma", "input_image", "recon_image",
-                           "original", "filename", "true_label", "probs", "log_likelihoods", "not_digit",
-                           "partner_model", "partner_label", "partner_confidence", "finished"}
-    assert (record["model"], record["source"], record["label"], record["filename"]) == ("mlp-2", "upload", 1, "one.png")
-    assert record["input_image"].shape == record["recon_image"].shape == (28, 28)
-    assert isinstance(record["original"], Image.Image)
-    assert record["partner_model"] == "conv-2" and record["true_label"] is None
-    assert sum(record["probs"]) == pytest.approx(1, abs=1e-4) and record["not_digit"] is None
+    assert isinstance(record, Record) and record.finished is True and record.number is None
+    assert (record.model, record.source, record.label, record.filename) == ("mlp-2", "upload", 1, "one.png")
+    assert record.input_image.shape == record.recon_image.shape == (28, 28)
+    assert isinstance(record.original, Image.Image)
+    assert record.partner_model == "conv-2" and record.true_label is None
+    assert sum(record.probs) == pytest.approx(1, abs=1e-4) and record.not_digit is None
     at.slider(key="draw_sigma").set_value(0.2).run()
-    assert saved[-1][1]["sigma"] == pytest.approx(0.2)
+    assert saved[-1][1].sigma == pytest.approx(0.2)
     assert len(autosaved) == 1  # a new sigma is not a new input
 
 
@@ -498,7 +497,7 @@ def test_archive_gets_a_complete_record_and_autosaves_once(monkeypatch, app_mode
 )
 def test_forged_canvas_data_is_a_bad_input(url):
     with pytest.raises(InputError):
-        inputs.canvas_input(CanvasResult(url))
+        inputs.canvas_image(CanvasResult(url))
 
 
 def test_canvas_pixels_are_the_drawing():
@@ -506,7 +505,7 @@ def test_canvas_pixels_are_the_drawing():
     drawing[..., 3] = 255
     drawing[40:240, 130:150, :3] = 255  # a "1"
     url = "data:image/png;base64," + base64.b64encode(png(drawing)).decode()
-    assert np.array_equal(inputs.canvas_input(CanvasResult(url))[1], drawing)
+    assert np.array_equal(inputs.canvas_image(CanvasResult(url))[1], drawing)
     pixels, problem = inputs.prepare_pixels(drawing)
     assert problem is None and pixels.shape == (28, 28) and pixels.max() > 0.5
 
@@ -544,8 +543,10 @@ def test_the_landing_page_sends_its_canvas_before_torch_is_imported():
     code = "import sys, app.streamlit_app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
-    # draw.py itself imports the canvas component, which loads only inside a running app: read its imports.
-    tree = ast.parse((ROOT / "app" / "views" / "draw.py").read_text())
-    top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    top |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert top <= {"__future__", "typing", "streamlit", "streamlit_drawable_canvas"}, top
+    # The page and its canvas import the canvas component, which loads only inside a running app: read their imports.
+    top = set()
+    for path in ("views/draw.py", "draw/__init__.py", "draw/canvas.py"):
+        tree = ast.parse((ROOT / "app" / path).read_text())
+        top |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+        top |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert top <= {"__future__", "typing", "streamlit", "streamlit_drawable_canvas", "app.draw"}, top

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
-from cvae_core import preprocess
-from cvae_core.preprocess import MAX_BYTES, MAX_SIDE, InputError, prepare_array, prepare_bytes
+from cvae_core.images import preprocess
+from cvae_core.images.preprocess import MAX_BYTES, MAX_SIDE, InputError, prepare_array, prepare_bytes
 
 # ------------------------------------------------------------------------------ image makers
 
@@ -488,9 +488,9 @@ def test_one_upload_limit_everywhere():
     "data:image/png;base64,", "data:image/png;base64," + "A" * 64,
 ], ids=["no-base64-html", "no-base64-png", "empty", "bad-base64", "no-data", "not-an-image"])
 def test_forged_canvas_value_is_one_clear_message(url):
-    from app.inputs import UNREADABLE_DRAWING, canvas_input
+    from app.draw.inputs import UNREADABLE_DRAWING, canvas_image
 
     with pytest.raises(InputError) as info:
-        canvas_input(CanvasResult(url))
+        canvas_image(CanvasResult(url))
     assert str(info.value) == UNREADABLE_DRAWING or "PNG or JPEG" in str(info.value)
     assert type(info.value) is InputError

@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 
 from benchmarks import numbers as bench
 from cvae_core.archive import Archive
+from cvae_core.images.preprocess import InputError, prepare_array
 from cvae_core.numbers import MAX_DIGITS, Recogniser, merge, read_number, segment, split, synth
 from cvae_core.predict import main
-from cvae_core.preprocess import InputError, prepare_array
 
 ROOT = Path(__file__).resolve().parent.parent
 HEIGHT = 60  # digit height in the pictures written here, in pixels

@@ -16,9 +16,9 @@ from PIL import Image
 
 from cvae_core.catalogue import discover
 from cvae_core.checkpoints import CHECKPOINT_DIR
+from cvae_core.images.preprocess import MAX_BYTES
 from cvae_core.inference import classify
 from cvae_core.predict import main
-from cvae_core.preprocess import MAX_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 K = 16  # importance samples per label: plenty for confident digits, and quick

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from cvae_core.preprocess import BOX, SIZE, InputError, prepare_array, prepare_bytes
+from cvae_core.images.preprocess import BOX, SIZE, InputError, prepare_array, prepare_bytes
 
 # Digit shapes as polylines in a unit box (x right, y down), drawn like a pen would.
 
@@ -210,7 +210,7 @@ def canvas(digit: np.ndarray, side: int = 280) -> np.ndarray:
 def test_coarse_search_cuts_out_what_a_full_resolution_search_does(mnist, monkeypatch):
     """The ink is looked for at a coarser scale (DETECT_SIDE) and cut out at the full one; on
     canvas-sized digits that gives what searching at full resolution gives."""
-    from cvae_core import preprocess
+    from cvae_core.images import preprocess
 
     images = [canvas(d) for d in mnist.test_images[:60].numpy()]
     fast = [prepare_array(img).tensor for img in images]
@@ -221,7 +221,7 @@ def test_coarse_search_cuts_out_what_a_full_resolution_search_does(mnist, monkey
 
 def test_large_images_are_reduced_early_without_changing_the_digit(mnist, monkeypatch):
     """A big array or file is box-reduced before conversion; the digit is what it was without that."""
-    from cvae_core import preprocess
+    from cvae_core.images import preprocess
 
     digits = mnist.test_images[:5].numpy()
     big = [canvas(d, side) for d, side in zip(digits, (700, 1300, 2000, 3000, 1000), strict=True)]
@@ -240,7 +240,7 @@ def test_large_images_are_reduced_early_without_changing_the_digit(mnist, monkey
 
 
 def test_fast_helpers_match_their_plain_definitions():
-    from cvae_core import imageops
+    from cvae_core.images import imageops
 
     rng = np.random.default_rng(0)
     arr = rng.random((23, 31)).astype(np.float32)

@@ -332,7 +332,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_caller_uses_the_one_calibration_of_every_shipped_model(monkeypatch, mnist, tmp_path, capsys):
     """predict, the app, robustness, evaluate and the benchmarks each read a model with the very
     object ``Calibration.for_checkpoint`` built (not an equal copy: one they made themselves fails)."""
-    from app import reading
+    from app.draw import reading
     from benchmarks import latency
     from cvae_core import evaluate, predict
 

@@ -23,12 +23,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from streamlit_drawable_canvas import st_canvas
 
-from app import archive_ui, cached_models, figures, inputs
-from app.draw_results import percent
+from app import archive_ui, cached_models, figures
+from app.draw import inputs
+from app.draw.answer import percent
 from cvae_core import catalogue, inference
 from cvae_core.archive import ArchiveError, RecordError
 from cvae_core.checkpoints import checkpoint_dir
-from cvae_core.decode import MAX_BYTES, InputError, decode_image
+from cvae_core.images.files import MAX_BYTES, InputError, decode_image
 from cvae_core.nondigits import font_dir
 from cvae_core.numbers import UNSURE, NumberReading, Recogniser, merge, read_number, split
 
@@ -98,7 +99,7 @@ def canvas_input() -> tuple[bytes | None, str | None]:
     if not objects:
         return None, None
     try:
-        data, _ = inputs.canvas_input(result)
+        data, _ = inputs.canvas_image(result)
     except InputError as e:
         return None, str(e)
     return data, None

@@ -4,7 +4,7 @@
     reading = read_number(Path("90210.jpg").read_bytes())
     reading.text  # "90210"; "?" where a digit is unsure or not a digit
 
-Each digit goes through the same MNIST treatment as a single digit (``cvae_core.preprocess``)
+Each digit goes through the same MNIST treatment as a single digit (``cvae_core.images.preprocess``)
 and the same recogniser and calibration as ``python -m cvae_core.predict`` (the catalogue's
 default recogniser unless one is given): its calibrated probabilities, its probability of
 being no digit at all, and the verdict. A position whose best probability is below
@@ -24,10 +24,10 @@ from PIL import Image
 from cvae_core.calibration import Calibration
 from cvae_core.catalogue import default_recogniser, discover
 from cvae_core.checkpoints import Checkpoint
-from cvae_core.decode import MAX_SIDE, InputError, decode_image
+from cvae_core.images.files import MAX_SIDE, InputError, decode_image
+from cvae_core.images.preprocess import composite, prepare_array
 from cvae_core.inference import classify
 from cvae_core.numbers import segment
-from cvae_core.preprocess import composite, prepare_array
 
 # Calibrated probabilities mean what they say: below 0.6 the best digit is wrong about two times
 # in five, too often to write it down (the Draw page's "3 or 5?" rule).

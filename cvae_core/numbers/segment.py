@@ -1,6 +1,6 @@
 """Find the digits of a handwritten number in one picture.
 
-The picture's lighting and polarity are handled as a single digit's are (``cvae_core.preprocess``:
+The picture's lighting and polarity are handled as a single digit's are (``cvae_core.images.preprocess``:
 the paper's surface fitted and removed, the ink's side detected), then:
 
 1. ``find_ink``: the ink above the noise, as a mask, with ruled lines taken out
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from cvae_core import imageops
-from cvae_core.decode import MAX_SIDE, InputError
-from cvae_core.preprocess import MIN_CONTRAST, _lighting
+from cvae_core.images import imageops
+from cvae_core.images.files import MAX_SIDE, InputError
+from cvae_core.images.preprocess import MIN_CONTRAST, _lighting
 
 MAX_DIGITS = 32  # digits in one number; more separate marks than this is refused
 MAX_PIECES = 400  # separate pieces of ink: beyond this the picture is texture or noise, not a number

@@ -1,6 +1,6 @@
 """Any user image -> one 28x28 MNIST-style tensor, the way MNIST itself was made.
 
-Decoding untrusted bytes is ``cvae_core.decode`` (PNG and JPEG, checked before Pillow sees them);
+Decoding untrusted bytes is ``cvae_core.images.files`` (PNG and JPEG, checked before Pillow sees them);
 this module turns the pixels into a digit, in the spirit of MNIST:
 
 1. greyscale in [0, 1] from any mode (a large image box-reduced first, while still 8-bit); 16-bit
@@ -31,9 +31,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from cvae_core import imageops
 from cvae_core.config import IMAGE_SIZE
-from cvae_core.decode import MAX_BYTES, MAX_SIDE, InputError, decode_image, sniff
+from cvae_core.images import imageops
+from cvae_core.images.files import MAX_BYTES, MAX_SIDE, InputError, decode_image, sniff
 
 __all__ = [
     "BOX", "MAX_BYTES", "MAX_SIDE", "SIZE", "InputError", "Prepared", "composite", "decode_image", "prepare_array",

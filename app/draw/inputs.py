@@ -1,7 +1,7 @@
 """What a visitor gives the Draw page, turned into the 28x28 input the models read.
 
-Uploads and canvas drawings go through ``cvae_core.preprocess`` (decoding checked before Pillow
-sees a byte); the results are cached with ``st.cache_data`` keyed on the input's bytes, so a
+The upload widget, and the canvas's drawing read as an image. Uploads and canvas drawings go
+through ``cvae_core.images.preprocess`` (decoding checked before Pillow sees a byte); the results are cached with ``st.cache_data`` keyed on the input's bytes, so a
 rerun that changes nothing computes nothing. Every failure is an ``InputError`` whose message
 is for the visitor.
 """
@@ -16,11 +16,28 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from app.reading import SEED
+from app.draw.reading import SEED
 from cvae_core.corruptions import corrupt
-from cvae_core.preprocess import InputError, decode_image, prepare_array, prepare_bytes
+from cvae_core.images.preprocess import MAX_BYTES, InputError, decode_image, prepare_array, prepare_bytes
 
 UNREADABLE_DRAWING = "The drawing could not be read. Please clear the canvas and draw again."
+MAX_NAME = 60  # characters of an uploaded file's name that are shown
+
+
+def upload_widget() -> tuple[bytes | None, str | None, str | None]:
+    """The file uploader: (file bytes, filename, None) or (None, filename, message), or all None
+    before a file is given."""
+    upload = st.file_uploader(
+        "A photo or scan of one digit", type=["png", "jpg", "jpeg"], key="draw_upload",
+        max_upload_size=MAX_BYTES // 1_000_000,  # Streamlit's unit: MB of 10^6 bytes
+        help=f"Dark ink on light paper is inverted automatically. PNG or JPEG, up to {MAX_BYTES / 1e6:g} MB.",
+    )
+    if upload is None:
+        return None, None, None
+    name = upload.name if len(upload.name) <= MAX_NAME else upload.name[: MAX_NAME - 1] + "…"
+    if upload.size > MAX_BYTES:  # the server's limit is not enforced everywhere (e.g. AppTest)
+        return None, name, f"The file is {upload.size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:g} MB ({MAX_BYTES:,} bytes)."
+    return upload.getvalue(), name, None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -52,13 +69,13 @@ def original_image(data: bytes) -> Image.Image | None:
         return None
 
 
-def canvas_input(result: Any) -> tuple[bytes, np.ndarray]:
+def canvas_image(result: Any) -> tuple[bytes, np.ndarray]:
     """The canvas's drawing: its PNG bytes and its (H, W, 4) uint8 pixels. Anything else, a
     forged or damaged data URL included, is an ``InputError`` with one message.
 
     The canvas sends a PNG data URL, which a client can forge: the component splits it at
     ``;base64,`` and decodes it (a ``ValueError`` when either fails), and the bytes are decoded
-    by ``cvae_core.preprocess.decode_image``, which checks the format and the pixel count
+    by ``cvae_core.images.preprocess.decode_image``, which checks the format and the pixel count
     before decoding, never by Pillow unchecked.
     """
     try:
