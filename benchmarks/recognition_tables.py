@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cvae_core.checkpoints import Checkpoint
+from cvae_core.checkpoints.metadata import NotDigitResult
 from cvae_core.corruptions import CORRUPTIONS
 
 # The targets for the best CVAE recogniser, each judged against a fixed bar or against the CNN reference
@@ -28,31 +29,30 @@ LETTER_FAMILIES = ("letters (fonts)", "letters (pen strokes)")
 
 
 def measured(c: Checkpoint) -> dict[str, Any] | None:
-    r = c.meta.get("robustness")
-    if not r:
+    r = c.info.robustness
+    if r is None or r.clean is None:
         return None
-    ood = r.get("ood") or {}
-    families = ood.get("families") or {}
-    letters = [families[f] for f in LETTER_FAMILIES if f in families]
-    n = sum(f["n"] for f in letters)
+    ood = r.ood or NotDigitResult()
+    letters = [ood.families[f] for f in LETTER_FAMILIES if f in ood.families]
+    n = sum(f.n or 0 for f in letters)
     return {
-        "clean_accuracy": r["clean"]["accuracy"], "clean_ece": r["clean"]["ece"],
-        "mean_accuracy": r["mean_accuracy"], "mean_accuracy_trained": r["mean_accuracy_trained"],
-        "mean_accuracy_held_out": r["mean_accuracy_held_out"], "mean_ece": r["mean_ece"],
-        "accuracy_noise_0.3": r["accuracy_noise_0.3"], "auroc": ood.get("auroc_not_digit_like"),
-        "digits_flagged": ood.get("digits_flagged"), "k": r.get("k"),
-        "letters_flagged": sum(f["detected"] * f["n"] for f in letters) / n if n else None,
-        "distorted_flagged": (c.meta.get("recognition") or {}).get("distorted_flagged"),
+        "clean_accuracy": r.clean.accuracy, "clean_ece": r.clean.ece,
+        "mean_accuracy": r.mean_accuracy, "mean_accuracy_trained": r.mean_accuracy_trained,
+        "mean_accuracy_held_out": r.mean_accuracy_held_out, "mean_ece": r.mean_ece,
+        "accuracy_noise_0.3": r.accuracy_noise_03, "auroc": ood.auroc_not_digit_like,
+        "digits_flagged": ood.digits_flagged, "k": r.k,
+        "letters_flagged": sum((f.detected or 0) * (f.n or 0) for f in letters) / n if n else None,
+        "distorted_flagged": None if c.info.recognition is None else c.info.recognition.distorted_flagged,
         "full_clean_accuracy": _full_clean(c),
     }
 
 
 def _full_clean(c: Checkpoint) -> float | None:
     """Clean accuracy on the whole test set: ``evaluate``'s, else the suite's when it measured all of it."""
-    ev, r = c.meta.get("evaluation") or {}, c.meta.get("robustness") or {}
-    if ev.get("n") == 10000 and ev.get("accuracy") is not None:
-        return ev["accuracy"]
-    return r["clean"]["accuracy"] if r.get("n") == 10000 else None
+    ev, r = c.info.evaluation, c.info.robustness
+    if ev is not None and ev.n == 10000 and ev.accuracy is not None:
+        return ev.accuracy
+    return r.clean.accuracy if r is not None and r.clean is not None and r.n == 10000 else None
 
 
 def _pct(v: float | None, digits: int = 1) -> str:
@@ -60,13 +60,13 @@ def _pct(v: float | None, digits: int = 1) -> str:
 
 
 def _role(c: Checkpoint) -> str:
-    role = c.meta.get("role")
+    role = c.info.role
     return {"recogniser": "CVAE recogniser", "reference": "CNN reference (not a CVAE)"}.get(role or "", "paper's model" if c.name in ("conv-2", "mlp-2") else "variant")
 
 
 def measured_models(ckpts: list[Checkpoint]) -> list[Checkpoint]:
     order = {"recogniser": 0, "reference": 1}
-    return sorted((c for c in ckpts if measured(c)), key=lambda c: (order.get(c.meta.get("role") or "", 2), c.name))
+    return sorted((c for c in ckpts if measured(c)), key=lambda c: (order.get(c.info.role or "", 2), c.name))
 
 
 def summary_table(ckpts: list[Checkpoint]) -> str:
@@ -76,7 +76,7 @@ def summary_table(ckpts: list[Checkpoint]) -> str:
     for c in measured_models(ckpts):
         m = measured(c)
         lines.append("| " + " | ".join([
-            f"`{c.name}`", _role(c), f"{c.meta['robustness']['n']:,}", _pct(m["clean_accuracy"], 2), _pct(m["clean_ece"], 2), _pct(m["mean_accuracy"]),
+            f"`{c.name}`", _role(c), f"{c.info.robustness.n:,}", _pct(m["clean_accuracy"], 2), _pct(m["clean_ece"], 2), _pct(m["mean_accuracy"]),
             _pct(m["mean_accuracy_trained"]), _pct(m["mean_accuracy_held_out"]), _pct(m["accuracy_noise_0.3"]),
             _pct(m["mean_ece"]), "—" if m["auroc"] is None else f"{m['auroc']:.3f}", _pct(m["digits_flagged"], 2),
         ]) + " |")
@@ -91,25 +91,25 @@ def corruption_table(ckpts: list[Checkpoint]) -> str:
         row = [name.replace("_", " "), ", ".join(f"{s:g}" for s in corruption.severities) + f" ({corruption.unit})",
                "yes" if corruption.held_out else ""]
         for c in models:
-            r = c.meta["robustness"]["corruptions"].get(name)
-            row.append("—" if r is None else f"{100 * r['accuracy']:.1f} % (ECE {100 * r['ece']:.1f})")
+            r = c.info.robustness.corruptions.get(name)
+            row.append("—" if r is None else f"{100 * r.accuracy:.1f} % (ECE {100 * r.ece:.1f})")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
 def ood_table(ckpts: list[Checkpoint]) -> str:
-    models = [c for c in measured_models(ckpts) if (c.meta["robustness"].get("ood") or {}).get("families")]
+    models = [c for c in measured_models(ckpts) if c.info.robustness.ood is not None and c.info.robustness.ood.families]
     if not models:
         return ""
-    families = list(models[0].meta["robustness"]["ood"]["families"])
+    families = list(models[0].info.robustness.ood.families)
     head = ["non-digits", "held out of training", "n", *[f"`{c.name}` AUROC / flagged" for c in models]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for fam in families:
-        first = models[0].meta["robustness"]["ood"]["families"][fam]
-        row = [fam, "yes" if first["held_out"] else "no (another seed)", str(first["n"])]
+        first = models[0].info.robustness.ood.families[fam]
+        row = [fam, "yes" if first.held_out else "no (another seed)", str(first.n)]
         for c in models:
-            f = c.meta["robustness"]["ood"]["families"][fam]
-            row.append(f"{f['auroc']:.3f} / {_pct(f['detected'])}")
+            f = c.info.robustness.ood.families[fam]
+            row.append(f"{f.auroc:.3f} / {_pct(f.detected)}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -126,12 +126,12 @@ def _bar(bar: float | str, ref: dict[str, Any] | None, key: str) -> float | None
 def targets_table(ckpts: list[Checkpoint]) -> str:
     """The targets against every CVAE recogniser, the best (by mean corruption accuracy, then clean) judged,
     the CNN reference beside them."""
-    cvaes = [c for c in measured_models(ckpts) if c.meta.get("role") == "recogniser"]
+    cvaes = [c for c in measured_models(ckpts) if c.info.role == "recogniser"]
     if not cvaes:
         return "No CVAE recogniser has been measured yet: run `python -m cvae_core.robustness`."
     cvaes.sort(key=lambda c: (measured(c)["mean_accuracy"], measured(c)["clean_accuracy"]), reverse=True)
     best = cvaes[0]
-    ref = next((c for c in measured_models(ckpts) if c.meta.get("role") == "reference"), None)
+    ref = next((c for c in measured_models(ckpts) if c.info.role == "reference"), None)
     r = measured(ref) if ref else None
     head = ["measure", "target", *[f"`{c.name}`" for c in cvaes], f"met by `{best.name}`",
             f"CNN reference `{ref.name}`" if ref else "CNN reference"]
@@ -159,23 +159,22 @@ def shipped_table(ckpts: list[Checkpoint]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = []
     for c in ckpts:
-        if c.meta.get("role") == "reference":
+        if c.info.role == "reference":
             continue
-        rec = c.meta.get("recognition") or {}
-        acc = (c.meta.get("evaluation") or {}).get("accuracy")
+        rec, acc = c.info.recognition, c.info.accuracy
         if c.config.background:
             evidence = "a \"not a digit\" condition"
-        elif rec.get("loglik_threshold") is not None:
+        elif rec is not None and rec.loglik_threshold is not None:
             evidence = "a likelihood threshold"
         else:
             evidence = "none: cannot tell"
         rows.append((c.config.latent_dim, c.name, [f"`{c.name}`", str(c.config.latent_dim), _pct(acc, 2), evidence,
-                                                   _pct(rec.get("distorted_flagged"), 2), _pct(rec.get("clean_flagged"), 2)]))
+                                                   _pct(rec and rec.distorted_flagged, 2), _pct(rec and rec.clean_flagged, 2)]))
     lines += ["| " + " | ".join(r) + " |" for *_, r in sorted(rows)]
-    best16 = max((c for c in ckpts if c.config.latent_dim == 16 and (c.meta.get("evaluation") or {}).get("accuracy")),
-                 key=lambda c: c.meta["evaluation"]["accuracy"], default=None)
+    best16 = max((c for c in ckpts if c.config.latent_dim == 16 and c.info.accuracy),
+                 key=lambda c: c.info.accuracy, default=None)
     if best16 is not None:
-        acc = best16.meta["evaluation"]["accuracy"]
+        acc = best16.info.accuracy
         lines += ["", f"Best shipped 16-D model, clean: `{best16.name}` {_pct(acc, 2)} (target ≥ 98.5 %: "
                       f"{'met' if acc >= 0.985 else '**missed**'})."]
     return "\n".join(lines)
@@ -184,18 +183,19 @@ def shipped_table(ckpts: list[Checkpoint]) -> str:
 def recognisers_table(ckpts: list[Checkpoint]) -> str:
     """Conv against MLP recogniser (and the CNN), with what each cost to train: the paper's question
     asked of the recognisers. Training times are as recorded (one machine, 2 cores)."""
-    models = [c for c in measured_models(ckpts) if c.meta.get("role") in ("recogniser", "reference")]
+    models = [c for c in measured_models(ckpts) if c.info.role in ("recogniser", "reference")]
     head = ["model", "architecture", "parameters", "epochs", "training time", "clean", "mean corruption",
             "held-out corruptions", "letters flagged", "test digits measured"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in models:
         m = measured(c)
         arch = {"conv": "conv CVAE", "mlp": "MLP CVAE", "cnn": "CNN (not a CVAE)"}.get(c.config.arch, c.config.arch)
-        minutes = (c.meta.get("training_seconds") or 0) / 60
+        training = c.info.training
+        minutes = (training.seconds or 0) / 60
         lines.append("| " + " | ".join([
-            f"`{c.name}`", arch, f"{c.meta.get('num_params', 0):,}", str(c.meta.get("epochs_run", "—")), f"{minutes:.0f} min",
+            f"`{c.name}`", arch, f"{training.num_params or 0:,}", str(training.epochs_run or "—"), f"{minutes:.0f} min",
             _pct(m["clean_accuracy"], 2), _pct(m["mean_accuracy"]), _pct(m["mean_accuracy_held_out"]),
-            _pct(m["letters_flagged"]), f"{c.meta['robustness']['n']:,}"]) + " |")
+            _pct(m["letters_flagged"]), f"{c.info.robustness.n:,}"]) + " |")
     return "\n".join(lines)
 
 

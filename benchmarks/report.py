@@ -62,7 +62,7 @@ def is_cvae(c: Checkpoint) -> bool:
 
 def is_hybrid(c: Checkpoint) -> bool:
     """Trained with the extra class-posterior term (``--disc-weight``): not one of the paper's models."""
-    return float((c.meta.get("train_config") or {}).get("disc_weight") or 0) > 0
+    return c.info.training.disc_weight > 0
 
 
 def order(c: Checkpoint) -> tuple[int, bool, str, str]:
@@ -79,16 +79,16 @@ def by_latent(ckpts: list[Checkpoint]) -> dict[int, list[Checkpoint]]:
 
 
 def notes(c: Checkpoint) -> str:
-    tc, command = c.meta.get("train_config") or {}, c.meta.get("command") or ""
+    command = c.info.training.command or ""
     parts = []
-    if c.meta.get("role") == "recogniser":
+    if c.info.role == "recogniser":
         parts.append("recogniser: distorted digits + non-digits, \"not a digit\" condition")
     if is_hybrid(c):
-        parts.append(f"hybrid (class-posterior weight {tc.get('disc_weight'):g})")
+        parts.append(f"hybrid (class-posterior weight {c.info.training.disc_weight:g})")
     if "--init" in command:
         parts.append("fine-tuned from " + Path(command.split("--init", 1)[1].split()[0]).name
                      + "; time is the fine-tuning only")
-    if c.meta.get("interrupted"):
+    if c.info.training.interrupted:
         parts.append("stopped early")
     return "; ".join(parts)
 
@@ -229,7 +229,7 @@ def fig_losses(ckpts: list[Checkpoint]) -> Any:
     fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[f"latent {d}" for d in groups])
     for col, group in enumerate(groups.values(), start=1):
         for c in group:
-            h = c.meta.get("history") or []
+            h = c.info.training.history
             for split, dash in SPLIT_DASH.items():
                 fig.add_trace(go.Scatter(
                     x=[e["epoch"] for e in h], y=[e.get(f"{split}_loss") for e in h], mode="lines",
@@ -289,7 +289,7 @@ def fig_noise(ckpts: list[Checkpoint]) -> Any:
 
     fig = go.Figure()
     for c in sorted(ckpts, key=order):
-        noise = (c.meta.get("evaluation") or {}).get("noise") or []
+        noise = () if c.info.evaluation is None else c.info.evaluation.noise
         if noise:
             fig.add_trace(go.Scatter(
                 x=[n["sigma"] for n in noise], y=[n["accuracy"] for n in noise], mode="lines+markers", name=c.name,
@@ -310,8 +310,8 @@ def fig_robustness(ckpts: list[Checkpoint]) -> Any:
     labels = ["clean", *(n.replace("_", " ") + (" *" if CORRUPTIONS[n].held_out else "") for n in names)]
     fig = go.Figure()
     for c in models:
-        r = c.meta["robustness"]
-        fig.add_trace(go.Bar(x=labels, y=[r["clean"]["accuracy"], *[r["corruptions"][n]["accuracy"] for n in names]],
+        r = c.info.robustness
+        fig.add_trace(go.Bar(x=labels, y=[r.clean.accuracy, *[r.corruptions[n].accuracy for n in names]],
                              name=c.name))
     fig.update_yaxes(title="accuracy (mean over severities)", tickformat=".0%", range=[0, 1])
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.35})

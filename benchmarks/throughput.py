@@ -131,17 +131,17 @@ def shipped_training(models: list[ModelEntry]) -> dict[str, Any]:
     """Full training time of each shipped checkpoint, from its own metadata."""
     out = {}
     for m in models:
-        meta = m.ckpt.meta
-        history = meta.get("history") or []
-        epochs = meta.get("epochs_run") or len(history)
-        seconds = meta.get("training_seconds")
-        train_size = meta.get("train_size")
+        training = m.ckpt.info.training
+        history = training.history
+        epochs = training.epochs_run or len(history)
+        seconds = training.seconds
+        train_size = training.train_size
         epoch_seconds = sum(h.get("seconds", 0.0) for h in history)
         out[m.name] = {
             "training_seconds": seconds,
             "epochs": epochs,
             "train_size": train_size,
-            "command": meta.get("command"),
+            "command": training.command,
             "train_images_per_s": round(epochs * train_size / epoch_seconds, 1) if epoch_seconds and train_size else None,
         }
     return out

@@ -285,8 +285,8 @@ def fit(
         if start_from.config != model_config:
             raise TrainingError(f"--init {init}: its model config {start_from.config} differs from {model_config}")
         model.load_state_dict(start_from.model.state_dict())
-        init_meta = {"path": start_from.path.name, "weights_sha256": start_from.meta.get("weights_sha256"),
-                     "command": start_from.meta.get("command")}
+        init_meta = {"path": start_from.path.name, "weights_sha256": start_from.info.weights_sha256,
+                     "command": start_from.info.training.command}
     model = to_channels_last(model.to(device))
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_y) / cfg.batch_size)

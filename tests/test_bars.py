@@ -49,21 +49,21 @@ def within_sampling_error(subset_value: float, full_value: float, n: int = SUBSE
 
 
 def recomputed_loss(ckpt, mnist) -> float:
-    ev = ckpt.meta["evaluation"]
-    assert ev["n"] == len(mnist.test_labels) == 10000
-    loss = elbo_loss(ckpt.model, mnist.test_images, mnist.test_labels, seed=ev["seed"])["loss"]
-    assert loss == pytest.approx(ev["test_loss"], abs=1e-3), "recorded test loss is not reproduced"
+    ev = ckpt.info.evaluation
+    assert ev.n == len(mnist.test_labels) == 10000
+    loss = elbo_loss(ckpt.model, mnist.test_images, mnist.test_labels, seed=ev.seed)["loss"]
+    assert loss == pytest.approx(ev.test_loss, abs=1e-3), "recorded test loss is not reproduced"
     return loss
 
 
 def accuracy(ckpt, mnist) -> float:
     """The recorded full-set accuracy, after checking the subset recomputation agrees with it."""
-    ev = ckpt.meta["evaluation"]
+    ev = ckpt.info.evaluation
     classes = ckpt.config.num_classes
-    log_px = recognise(ckpt.model, mnist.test_images[SAMPLE], k=ev["k"], seed=ev["seed"])[:, :classes]
+    log_px = recognise(ckpt.model, mnist.test_images[SAMPLE], k=ev.k, seed=ev.seed)[:, :classes]
     acc = (log_px.argmax(1) == mnist.test_labels[SAMPLE]).float().mean().item()
-    assert within_sampling_error(acc, ev["accuracy"]), f"subset accuracy {acc:.4f} vs recorded {ev['accuracy']:.4f}"
-    return ev["accuracy"]
+    assert within_sampling_error(acc, ev.accuracy), f"subset accuracy {acc:.4f} vs recorded {ev.accuracy:.4f}"
+    return ev.accuracy
 
 
 def test_mlp_latent2_bars(mnist):
@@ -90,7 +90,7 @@ def test_conv2_loss_is_reproduced(mnist):
 )
 def test_conv2_loss_bar():
     # The figure itself is recomputed and checked against this record in the test above.
-    assert committed("conv-2").meta["evaluation"]["test_loss"] <= 134.0
+    assert committed("conv-2").info.evaluation.test_loss <= 134.0
 
 
 # --------------------------------------------------------------------- the CVAE recogniser
@@ -105,10 +105,10 @@ def recogniser():
 
 @pytest.fixture(scope="module")
 def recorded(recogniser):
-    r = recogniser.meta.get("robustness")
+    r = recogniser.info.robustness
     # The conv recogniser's suite runs on the first 2,000 test digits (the README's table says so): its
     # scoring costs eleven conv decodes per image, 460,000 images for the whole set.
-    assert r and r["n"] >= 2000, "the recogniser's robustness suite has not been run on at least 2,000 test digits"
+    assert r is not None and r.n >= 2000, "the recogniser's robustness suite has not been run on at least 2,000 test digits"
     return r
 
 
@@ -126,11 +126,11 @@ def test_recogniser_figures_are_reproduced_on_a_subset(recogniser, recorded, mni
     images, labels = mnist.test_images[SAMPLE], mnist.test_labels[SAMPLE]
     raw = robustness.all_scores(recogniser.model, to_float(images), k=cal.k)
     clean = robustness.graded(cal, raw, labels, recogniser.config.num_classes)
-    assert within_sampling_error(clean["accuracy"], recorded["clean"]["accuracy"])
+    assert within_sampling_error(clean["accuracy"], recorded.clean.accuracy)
     noisy = robustness.corrupt(to_float(images), "gaussian_noise", 0.3, seed=robustness.SEED)
     raw = robustness.all_scores(recogniser.model, noisy, k=cal.k)
     sigma03 = robustness.graded(cal, raw, labels, recogniser.config.num_classes)["accuracy"]
-    assert sigma03 > 0.5 and abs(sigma03 - recorded["accuracy_noise_0.3"]) < 0.05
+    assert sigma03 > 0.5 and abs(sigma03 - recorded.accuracy_noise_03) < 0.05
 
 
 def missed(measured: str) -> pytest.MarkDecorator:
@@ -149,13 +149,13 @@ def missed(measured: str) -> pytest.MarkDecorator:
 ])
 def test_recogniser_targets(recorded, measure, target, at_least):
     value = {
-        "clean accuracy": recorded["clean"]["accuracy"],
-        "mean corruption accuracy": recorded["mean_accuracy"],
-        "accuracy at sigma 0.3": recorded["accuracy_noise_0.3"],
-        "ECE clean": recorded["clean"]["ece"],
-        "ECE over corruptions": recorded["mean_ece"],
-        "not-a-digit AUROC": recorded["ood"]["auroc_not_digit_like"],
-        "test digits flagged": recorded["ood"]["digits_flagged"],
+        "clean accuracy": recorded.clean.accuracy,
+        "mean corruption accuracy": recorded.mean_accuracy,
+        "accuracy at sigma 0.3": recorded.accuracy_noise_03,
+        "ECE clean": recorded.clean.ece,
+        "ECE over corruptions": recorded.mean_ece,
+        "not-a-digit AUROC": recorded.ood.auroc_not_digit_like,
+        "test digits flagged": recorded.ood.digits_flagged,
     }[measure]
     assert 0 <= value <= 1
     assert value >= target if at_least else value <= target, f"measured {value:.4f}"

@@ -76,6 +76,13 @@ def edit_json(path: Path, change: Callable[[dict], None]) -> None:
     path.write_text(json.dumps(meta))
 
 
+def stored(path: Path) -> dict:
+    """The metadata of checkpoint ``path`` as written, keys the typed metadata does not know included,
+    once ``load_checkpoint`` has accepted the checkpoint."""
+    ckpt = load_checkpoint(path)
+    return json.loads(ckpt.path.with_suffix(".json").read_text())
+
+
 def resync_sha(folder: Path, name: str) -> None:
     """Make the JSON's record of the weights agree with whatever the weights file now holds."""
     digest = checkpoints.sha256_bytes((folder / f"{name}.safetensors").read_bytes())
@@ -99,7 +106,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, name):
         z = torch.randn(4, CONFIGS[name].latent_dim)
         assert torch.equal(model.decode_logits(z, y), ckpt.model.decode_logits(z, y))
     assert ckpt.latents.shape == (50, CONFIGS[name].latent_dim) and ckpt.latent_labels.shape == (50,)
-    assert ckpt.meta["command"] == "tests/test_checkpoints.py" and ckpt.name == name
+    assert ckpt.info.training.command == "tests/test_checkpoints.py" and ckpt.name == name
     for given in (tmp_path / name, tmp_path / f"{name}.json", str(path)):
         assert load_checkpoint(given).config == CONFIGS[name]
 
@@ -252,7 +259,7 @@ def test_stale_manifest_says_how_to_regenerate(folder):
         load_checkpoint(folder / "mlp-2")
     assert "python -m cvae_core.checkpoints manifest" in str(info.value) and "out of date" in str(info.value)
     assert checkpoints_main(["manifest", str(folder)]) == 0
-    assert load_checkpoint(folder / "mlp-2").meta["note"] == "edited by hand"
+    assert stored(folder / "mlp-2")["note"] == "edited by hand"
 
 
 def test_garbage_manifest_is_reported(folder):
@@ -264,7 +271,7 @@ def test_garbage_manifest_is_reported(folder):
 def test_update_metadata_keeps_a_valid_manifest_in_step(folder):
     write_manifest(folder)
     update_metadata(folder / "mlp-2", {"evaluation": {"accuracy": 0.5}})  # what evaluate does
-    assert load_checkpoint(folder / "mlp-2").meta["evaluation"] == {"accuracy": 0.5}
+    assert stored(folder / "mlp-2")["evaluation"] == {"accuracy": 0.5}
     # ...but never blesses a file that had already changed behind the manifest's back
     edit_json(folder / "conv-2.json", lambda m: m.update(note="tampered"))
     update_metadata(folder / "conv-2", {"evaluation": {"accuracy": 0.9}})
@@ -307,7 +314,7 @@ def test_concurrent_saves_keep_every_manifest_entry(tmp_path):
     for t in threads:
         t.join()
     for name in names:
-        assert load_checkpoint(tmp_path / name).meta["evaluation"] == {"accuracy": 0.5}
+        assert stored(tmp_path / name)["evaluation"] == {"accuracy": 0.5}
 
 
 def test_manifest_and_verify_commands(folder, capsys):
@@ -578,7 +585,7 @@ def test_the_library_installs_no_signal_handler(folder, monkeypatch):
     make(folder, "mlp-2")
     update_metadata(folder / "mlp-2", {"note": "x"})
     write_manifest(folder)
-    assert load_checkpoint(folder / "mlp-2").meta["note"] == "x"
+    assert stored(folder / "mlp-2")["note"] == "x"
 
 
 def test_sigterm_is_deferred_too():
@@ -651,7 +658,7 @@ def test_sigint_during_saves_leaves_a_whole_checkpoint(tmp_path):
     ckpt = load_checkpoint(path)  # weights and metadata agree (the SHA-256 is checked)
     torch.manual_seed(0)
     first = next(iter(build_model(ckpt.config).state_dict().values()))
-    assert torch.allclose(next(iter(ckpt.model.state_dict().values())), first + ckpt.meta["round"], atol=1e-4)
+    assert torch.allclose(next(iter(ckpt.model.state_dict().values())), first + stored(path)["round"], atol=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp-2.json", "mlp-2.safetensors"]  # no temp files
 
 

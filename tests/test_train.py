@@ -23,8 +23,8 @@ def test_one_epoch_smoke_run_round_trips(tmp_path, mnist, arch):
     for key in ("train_loss", "val_loss", "test_loss", "test_recon", "test_kl"):
         assert math.isfinite(meta["history"][0][key])
     ckpt = load_checkpoint(out)
-    assert ckpt.meta["command"] == "pytest" and ckpt.meta["train_size"] == 2000
-    assert ckpt.meta["data_sha256"] == {}  # the fixture skips checksums; the CLI test checks them
+    assert ckpt.info.training.command == "pytest" and ckpt.info.training.train_size == 2000
+    assert ckpt.info.provenance.data_sha256 == {}  # the fixture skips checksums; the CLI test checks them
     # A smoke run evaluates (and stores latents for) the first eval_size test digits only.
     assert ckpt.latents.shape == (1500, 2) and torch.equal(ckpt.latent_labels, mnist.test_labels[:1500])
     x, y = mnist.test_images[:8].unsqueeze(1).float() / 255, mnist.test_labels[:8]

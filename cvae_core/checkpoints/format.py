@@ -58,8 +58,7 @@ def checkpoint_dir() -> Path:
 @dataclass
 class Checkpoint:
     model: CVAE
-    meta: dict[str, Any]  # the JSON object as stored
-    info: CheckpointMeta  # the same, typed
+    info: CheckpointMeta  # the metadata, typed
     latents: Tensor | None = None  # (N, latent_dim) test-set posterior means
     latent_labels: Tensor | None = None  # (N,)
     path: Path = field(default_factory=Path)
@@ -298,7 +297,7 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
     if latents is not None or latent_labels is not None:
         _check_latents(weights_path.name, latents, latent_labels, config)
     model.to(device).eval()
-    return Checkpoint(model=model, meta=dict(meta.raw), info=meta, latents=latents, latent_labels=latent_labels,
+    return Checkpoint(model=model, info=meta, latents=latents, latent_labels=latent_labels,
                       path=weights_path)
 
 

@@ -1,9 +1,9 @@
 """What a checkpoint's JSON says, typed: parsed once when the checkpoint is read, with a clear
 ``CheckpointError`` naming the field when the file is malformed.
 
-The JSON file is kept as written (``CheckpointMeta.raw``): unknown keys are allowed, so files
-written by older or newer code still load, and ``update_metadata`` merges into the raw mapping.
-The parts the code reads are dataclasses: the model config, the training record with its
+Unknown keys are allowed, so files written by older or newer code still load; the file is kept
+as written (``update_metadata`` merges into the JSON object read from it), and the code reads
+only the typed fields. The parts the code reads are dataclasses: the model config, the training record with its
 per-epoch history, the evaluation written by ``cvae_core.evaluate``, the provenance, and the
 optional recognition settings, robustness results and role.
 """
@@ -179,7 +179,7 @@ class Robustness:
 
 @dataclass(frozen=True)
 class CheckpointMeta:
-    """A checkpoint's metadata, typed. ``raw`` is the JSON object as read (read-only)."""
+    """A checkpoint's metadata, typed."""
 
     name: str
     config: ModelConfig
@@ -191,7 +191,6 @@ class CheckpointMeta:
     recognition: RecognitionSettings | None = None
     robustness: Robustness | None = None
     role: str | None = None  # "paper", "recogniser", "reference" or "variant"
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def test(self) -> Losses | None:
@@ -447,7 +446,6 @@ def parse_meta(meta: dict[str, Any], source: str, *, name: str) -> CheckpointMet
             recognition=_recognition(meta.get("recognition")),
             robustness=_robustness(meta.get("robustness")),
             role=role,
-            raw=MappingProxyType(meta),
         )
     except _Malformed as e:
         raise CheckpointError(f"{source}: malformed metadata ({e})") from None
