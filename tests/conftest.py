@@ -1,4 +1,6 @@
-"""Shared fixtures: the MNIST folder, the test set, and small trained checkpoints.
+"""Shared fixtures: the MNIST folder, the test set, and small trained checkpoints; for the
+browser tests the checkpoints they use, the app under ``streamlit run``, Chromium and a tab in it
+(helpers in ``tests/browser.py``).
 
 Tests that need MNIST read ``$CVAE_DATA_DIR`` (else ``../shared/data/mnist`` beside the
 project). When the folder is missing they skip locally but fail under ``CI=true``.
@@ -7,7 +9,9 @@ project). When the folder is missing they skip locally but fail under ``CI=true`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +62,47 @@ def tiny_checkpoints(tmp_path_factory, mnist) -> Path:
             device=torch.device("cpu"),
         )
     return folder
+
+
+# ----------------------------------------------------------------------------- browser tests
+
+
+@pytest.fixture(scope="module")
+def models(request) -> tuple[Path, bool]:
+    """(checkpoint folder, whether it holds the real trained models): the committed checkpoints
+    when there are any, else the tiny ones."""
+    from tests.browser import COMMITTED
+
+    if any(COMMITTED.glob("*.safetensors")):
+        return COMMITTED, True
+    return request.getfixturevalue("tiny_checkpoints"), False
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory) -> Iterator[str]:
+    """The app under ``streamlit run`` on ``models``; its URL."""
+    from tests.browser import running_app
+
+    with running_app(models[0], tmp_path_factory.mktemp("browser")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch_chromium
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser) -> Any:
+    """One tab at desktop size, shared by a module's tests."""
+    from tests.browser import VIEWPORT, new_tab
+
+    return new_tab(browser, viewport=VIEWPORT)

@@ -19,7 +19,7 @@ from pathlib import Path
 from unittest import mock
 
 from cvae_core import runs
-from tests.test_browser import (
+from tests.browser import (
     CANVAS,
     CHROMIUM,
     CHROMIUM_ARGS,

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from records import full_record
-from test_browser import (
+
+from cvae_core.archive import Archive, png_to_array
+from cvae_core.data import load_labelled
+from tests.browser import (
     CANVAS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     IDLE,
     METRIC,
     ONE,
@@ -35,30 +36,20 @@ from test_browser import (
     VIEWPORT,
     app_button,
     assert_no_error,
+    new_tab,
     open_page,
     recognised,
     running_app,
     stroke,
 )
 
-from cvae_core.archive import Archive, png_to_array
-from cvae_core.data import load_labelled
-
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = ROOT / "checkpoints"
 FOUR_DOWN = [(90, 40), (80, 120), (78, 160), (200, 160)]  # the first stroke of a 4: down and across
 FOUR_STEM = [(170, 60), (168, 160), (166, 250)]  # the second: the stem
 CLEAR_TRIES = 3  # the stroke after Clear was lost 2 times in 3
 LOST_AFTER_MS = 20_000  # no answer this long after the stroke: it was lost
-
-
-@pytest.fixture(scope="module")
-def models(request) -> tuple[Path, bool]:
-    if any(COMMITTED.glob("*.safetensors")):
-        return COMMITTED, True
-    return request.getfixturevalue("tiny_checkpoints"), False
 
 
 @pytest.fixture(scope="module")
@@ -71,24 +62,12 @@ def app(models, tmp_path_factory) -> Iterator[tuple[str, Archive]]:
     archive.engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def tab(browser):
     """A fresh browser context (its own Streamlit session) per test."""
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = new_tab(browser, viewport=VIEWPORT, accept_downloads=True)
     yield page
-    context.close()
+    page.context.close()
 
 
 def empty_archive(archive: Archive) -> None:

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from tests.browser import (
     COMMITTED,
     DECODED,
     IDLE,
@@ -26,6 +24,7 @@ from tests.test_browser import (
     TIMEOUT_MS,
     VIEWPORT,
     assert_no_error,
+    new_tab,
     open_page,
     running_app,
 )
@@ -38,16 +37,6 @@ PHONE_WIDTH = 640  # narrower viewports get the phone layout (app/scrub.css)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     assert (COMMITTED / f"{MODEL}.safetensors").exists(), f"{MODEL} is a shipped checkpoint"
     with running_app(COMMITTED, tmp_path_factory.mktemp("latent")) as url:
@@ -56,8 +45,7 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 def latent_page(browser, server: str, **context):
     """The Latent explorer on ``MODEL``, picked in the sidebar, its sheet drawn."""
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = new_tab(browser, **context)
     open_page(page, server, "latent", "Latent explorer")
     page.wait_for_function(IDLE)
     phone = page.viewport_size["width"] < PHONE_WIDTH

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_browser import (
+from tests.browser import (
     CANVAS,
     IDLE,
     MAIN_HEIGHT,
@@ -31,14 +30,11 @@ from tests.test_browser import (
     ONE,
     PHONE,
     READY,
-    TIMEOUT_MS,
     VIEWPORT,
-    models,  # noqa: F401 (a fixture: the committed checkpoints, else tiny ones)
+    new_tab,
     open_page,
-    running_app,
     stroke,
 )
-from tests.test_browser import page as tab  # noqa: F401 (a fixture: a tab in Chromium)
 
 pytestmark = pytest.mark.browser
 
@@ -120,26 +116,9 @@ def whole_page(page, charts: int, viewport: dict[str, int]) -> None:
     page.wait_for_function(IDLE)
 
 
-# ------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def server(models, tmp_path_factory) -> Iterator[str]:  # noqa: F811
-    with running_app(models[0], tmp_path_factory.mktemp("browser_ui")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(request):
-    """The Chromium of ``tests/test_browser.py``'s page fixture: each test opens its own context."""
-    return request.getfixturevalue("tab").context.browser
-
-
 def new_page(browser, scheme: str, device: dict):
-    context = browser.new_context(color_scheme=scheme, **device)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    return page
+    """A tab of its own (``browser`` and ``server`` are ``conftest.py``'s) in colour ``scheme``."""
+    return new_tab(browser, color_scheme=scheme, **device)
 
 
 def pick_model(page, name: str) -> None:

@@ -375,7 +375,7 @@ def test_page_refuses_over_budget_and_forged_run_ids(folders, monkeypatch, app_f
 def test_browser_tiny_run_curve_map_picker_and_drawn_digit(folders, app_folder, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import (
+    from tests.browser import (
         CANVAS,
         CHROMIUM,
         CHROMIUM_ARGS,
