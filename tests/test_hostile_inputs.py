@@ -9,6 +9,7 @@ property tests feed arbitrary arrays and byte strings (random and mutated real f
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import warnings
@@ -486,7 +487,8 @@ def test_one_upload_limit_everywhere():
 @pytest.mark.parametrize("url", [
     "data:text/html,<script>alert(1)</script>", "data:image/png,iVBORw0KGgo", "", "data:image/png;base64,@@@",
     "data:image/png;base64,", "data:image/png;base64," + "A" * 64,
-], ids=["no-base64-html", "no-base64-png", "empty", "bad-base64", "no-data", "not-an-image"])
+    "data:image/png;base64," + base64.b64encode(b"GIF89a" + b"\0" * 64).decode(),
+], ids=["no-base64-html", "no-base64-png", "empty", "bad-base64", "no-data", "not-an-image", "gif-posing-as-png"])
 def test_forged_canvas_value_is_one_clear_message(url):
     from app.draw.inputs import UNREADABLE_DRAWING, canvas_image
 
