@@ -183,12 +183,27 @@ def section(ckpts: list[Checkpoint], results: dict[str, Any] | None, figures: li
         if mem and not mem.get("quick"):
             parts += ["Resident memory, part by part (`python -m benchmarks.memory`):", "",
                       *memory_benchmark.report_lines(mem), ""]
+        train_page = (results.get("sections") or {}).get("training")
+        if train_page and not train_page.get("quick") and train_page.get("targets"):
+            parts += ["The Train page (`python -m benchmarks --only training`: the quick preset through the run "
+                      "queue and worker, the first curve point in Chromium, other sessions' strokes while it trains):",
+                      "", *train_page_lines(train_page), ""]
         load = (results.get("sections") or {}).get("load")
         if load and not load.get("quick"):
             parts += ["A classroom on one server core, without browsers (`python -m benchmarks.load`):", "",
                       *load_benchmark.report_lines(load), ""]
     parts.append(END)
     return "\n".join(parts)
+
+
+def train_page_lines(section: dict[str, Any]) -> list[str]:
+    """The Train page's targets (``benchmarks.training.target_rows``) as a table."""
+    lines = ["| target | measured | bound | met |", "|---|---|---|---|"]
+    for row in section["targets"]:
+        value = "not measured" if row["measured"] is None else f"{row['measured']:.4g}"
+        met = "—" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        lines.append(f"| {row['target']} | {value} | {row['bound']} | {met} |")
+    return lines
 
 
 def shipped_only(results: dict[str, Any], ckpts: list[Checkpoint]) -> tuple[dict[str, Any], list[str]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from cvae_core import catalogue
 from cvae_core.catalogue import ModelEntry
 from cvae_core.checkpoints import checkpoint_dir
+from cvae_core.models import MODELS
 
 
 class NoModels(RuntimeError):
@@ -14,9 +15,10 @@ class NoModels(RuntimeError):
 
 
 def shipped_models(folder: Path | None = None) -> list[ModelEntry]:
-    """Every checkpoint in the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), loaded."""
+    """Every CVAE in the checkpoint folder (``$CVAE_CHECKPOINT_DIR`` or ``checkpoints/``), loaded: the
+    models the app serves (a reference classifier is measured by ``cvae_core.robustness`` instead)."""
     folder = folder or checkpoint_dir()
-    entries = catalogue.discover(folder)
+    entries = [e for e in catalogue.discover(folder) if e.arch in MODELS]
     if not entries:
         raise NoModels(f"no checkpoints in {folder}; train some first (python -m cvae_core.train)")
     models = [e.load() for e in entries]

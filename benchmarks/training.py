@@ -40,6 +40,7 @@ from benchmarks.browser import browser, draw_trial, open_page, wait_idle
 from benchmarks.machine import load_average
 from benchmarks.paths import APP
 from benchmarks.servers import server_env, start_server, stop_server, wait_healthy
+from benchmarks.strokes import STROKES
 from benchmarks.timing import summarise
 from cvae_core.checkpoints import read_metadata
 from cvae_core.runs import RunRequest, advance, cancel, run_folder, submit
@@ -93,14 +94,15 @@ def strokes_while_training(work: Path, *, trials: int) -> dict[str, Any]:
             rng = random.Random(0)
             for digit in "17":  # warm-up: the models load on the first strokes
                 draw_trial(page, digit, rng)
-            idle = [draw_trial(page, str(i % 10), rng) for i in range(trials)]
+            digits = list(STROKES)  # the digits benchmarks.strokes can draw
+            idle = [draw_trial(page, digits[i % len(digits)], rng) for i in range(trials)]
             run = submit(BACKGROUND_RUN)
             deadline = time.perf_counter() + RUN_TIMEOUT_S
             while not any(m.get("kind") == "batch" for m in run.metrics()):  # training, not starting
                 if run.status().finished or time.perf_counter() > deadline:
                     raise RuntimeError(f"the background run did not start training: {run.status().message}")
                 time.sleep(0.5)
-            busy = [draw_trial(page, str(i % 10), rng) for i in range(trials)]
+            busy = [draw_trial(page, digits[i % len(digits)], rng) for i in range(trials)]
     finally:
         if run is not None:
             cancel(run)

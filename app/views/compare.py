@@ -251,9 +251,12 @@ def equal_time_section(pair: list[ModelEntry]) -> None:
                                        *[_share(r[k]) for k in measured.EQUAL_TIME_MEASURES]] for r in rows},
                          index=["epochs", "training time (as recorded)", *measured.EQUAL_TIME_MEASURES.values()])
     st.dataframe(table.rename_axis("measure"), width="stretch")
+    lettered = [e.name for e in pair if e.info.training.train_config.get("letters")]
+    letters_note = (f" Only {in_words(lettered)} learnt letters as non-digits (`--letters`): that row compares "
+                    "the recipes, not the architectures." if len(lettered) == 1 else "")
     st.caption(f"The first {found['n']:,} test digits, every corruption and the held-out letters, for all three "
                f"(`{found['command']}`, {found['generated']}). Training times are each run's own, on whatever "
-               "else the machine was doing then; the epoch counts are what the budget bought.")
+               f"else the machine was doing then; the epoch counts are what the budget bought.{letters_note}")
 
 
 def _share(value: float | None) -> str:
