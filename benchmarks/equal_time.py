@@ -106,6 +106,15 @@ def row(name: str, path: Path, measured: dict[str, Any], *, epochs: int) -> dict
     }
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command as recorded with the figures: ``--out`` (where the scratch model was kept, a path
+    of that machine) changes no figure and is left out."""
+    words = list(argv)
+    if "--out" in words:
+        del words[words.index("--out"): words.index("--out") + 2]
+    return shlex.join(["python", "-m", "benchmarks.equal_time", *(w for w in words if not w.startswith("--out="))])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=2000, help="test digits measured (default 2000)")
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.limit, "ratio": round(ratio, 3), "probe_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "probe_digits": PROBE_DIGITS, "conv_epochs": epochs, "mlp_epochs": mlp_epochs, "rows": rows,
         "seconds": round(time.perf_counter() - start, 1), "load_before": before, "load_after": load_average(),
-        "command": shlex.join(["python", "-m", "benchmarks.equal_time", *(sys.argv[1:] if argv is None else argv)]),
+        "command": recorded_command(sys.argv[1:] if argv is None else argv),
         "generated": now_iso(), "code_version": code_version(), "machine": machine(),
     }
     for r in rows:
