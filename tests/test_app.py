@@ -403,6 +403,7 @@ def test_compare_page_shows_both_models_and_a_computed_verdict(monkeypatch, app_
     folder = copy_models(app_models, tmp_path, COMMITTED_SET)
     corruptions = {"gaussian_noise": {"held_out": False, "accuracy": 0.61, "ece": 0.1, "severities": []},
                    "paper_scan": {"held_out": True, "accuracy": 0.42, "ece": 0.2, "severities": []}}
+    update_metadata(folder / "conv-2", {"robustness": None})  # one model of the pair never measured
     update_metadata(folder / "mlp-2", {"robustness": {"clean": {"accuracy": 0.94}, "corruptions": corruptions,
                                                       "mean_accuracy": 0.515, "mean_accuracy_held_out": 0.42,
                                                       "mean_ece": 0.15, "ood": {}}})

@@ -360,7 +360,8 @@ def test_browser_a_drawn_123_reads_123_and_a_correction_is_saved(tmp_path):
     """In Chromium: "123" drawn with the mouse on the wide canvas reads 123; the last digit is then
     said to be an 8 and the number saved: three labelled archive items of source "number"."""
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, TIMEOUT_MS, VIEWPORT, running_app
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, TIMEOUT_MS, VIEWPORT, running_app
 
     with running_app(ROOT / "checkpoints", tmp_path) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
