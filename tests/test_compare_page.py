@@ -42,6 +42,8 @@ def test_equal_time_section_shows_for_the_measured_pair_only(monkeypatch, app_mo
     table = at.dataframe[1].value
     assert list(table.columns) == ["mlp-16 (20 epochs)", "conv, 3 epochs (equal time)", "conv-16 (20 epochs)"]
     assert table.loc["clean digits", "conv, 3 epochs (equal time)"] == "96.0 %"
+    turned = at.dataframe[2].value  # phones: one row per model
+    assert turned.loc["conv, 3 epochs (equal time)", "clean digits"] == "96.0 %"
     at.button_group(key="compare_latent").set_value(2).run()  # another pair: no section, a pointer to it
     assert not equal_time_text(at)
     assert any("to compare the two recognisers" in c.value for c in at.caption)

@@ -30,6 +30,7 @@ NO_CHART_BAR = {"displayModeBar": False}
 LATENT_KEY = "compare_latent"  # which latent size is compared
 FOLLOWED_KEY = "compare_followed"  # the sidebar choice the page last followed
 WIDE_TABLE, NARROW_TABLE = "compare_robust_wide", "compare_robust_narrow"  # containers app/style.css switches
+EQUAL_WIDE, EQUAL_NARROW = "compare_equal_time_wide", "compare_equal_time_narrow"  # the same, at equal time
 NATS = ("Loss is the negative ELBO in nats per image: how many units of surprise (natural-log units of "
         "information) the model needs to describe a test digit, reconstruction plus KL. Lower is better; "
         "the numbers compare these models with each other.")
@@ -250,7 +251,11 @@ def equal_time_section(pair: list[ModelEntry]) -> None:
     table = pd.DataFrame({r["label"]: [f"{r['epochs']}", f"{r['minutes']:.0f} min",
                                        *[_share(r[k]) for k in measured.EQUAL_TIME_MEASURES]] for r in rows},
                          index=["epochs", "training time (as recorded)", *measured.EQUAL_TIME_MEASURES.values()])
-    st.dataframe(table.rename_axis("measure"), width="stretch")
+    with st.container(key=EQUAL_WIDE):
+        st.dataframe(table.rename_axis("measure"), width="stretch")
+    with st.container(key=EQUAL_NARROW):  # a phone: one row per model, the measures scroll beside its name
+        st.dataframe(table.T.rename_axis("model"), width="stretch",
+                     column_config={"_index": st.column_config.Column(pinned=True)})
     lettered = [e.name for e in pair if e.info.training.train_config.get("letters")]
     letters_note = (f" Only {in_words(lettered)} learnt letters as non-digits (`--letters`): that row compares "
                     "the recipes, not the architectures." if len(lettered) == 1 else "")
