@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.servers import wait_healthy
+from tests.servers import stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app" / "streamlit_app.py"
@@ -81,12 +81,7 @@ def running_app(checkpoints: Path, work: Path) -> Iterator[str]:
         wait_healthy(f"{url}/_stcore/health", process, log_path, name="streamlit", timeout_s=TIMEOUT_MS / 1000)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout_s=10)
 
 
 def stroke(page, points: list[tuple[float, float]]) -> None:

@@ -27,3 +27,14 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, *, name: str, t
         if time.monotonic() > deadline:
             pytest.fail(f"{name} did not become healthy:\n{log.read_text(errors='replace')}")
         time.sleep(poll_s)
+
+
+def stop(process: subprocess.Popen, *, timeout_s: float = 15) -> None:
+    """End a server started for a test: terminate, then kill if it has not gone within ``timeout_s``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 from postgres import PostgresMissing, running_postgres
-from servers import wait_healthy
+from servers import stop, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -74,16 +74,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def proxy_config(*, listen: str, replicas: list[str]) -> str:
