@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 from cvae_core import catalogue
 from cvae_core.catalogue import ModelEntry
@@ -27,6 +28,11 @@ SETTLED_NS = 1_000_000_000  # a folder changed more recently than this is listed
 # Models kept loaded: the Draw page's pair and the Compare page's. Each costs 11-62 MB of resident
 # memory (benchmarks/memory.py), torch itself ~505 MB; a dropped model reloads in well under a second.
 MODELS_KEPT = 4
+# torch threads per operation in the server. Every session's rerun is a thread of its own, and one
+# input is a small batch: a second thread per operation saves a few ms on an idle machine, but when
+# the other core is busy (another session, the visitor's own browser on a laptop) the operation waits
+# for both and a 12 ms reading took 90-140 ms (benchmarks/browser.py). One thread keeps it steady.
+SERVER_TORCH_THREADS = 1
 TRAIN_HELP = """No trained model was found in `{folder}`.
 
 Train the two 2-D models and evaluate them, then reload this page:
@@ -39,6 +45,9 @@ python -m cvae_core.evaluate --checkpoint checkpoints/mlp-2
 ```
 
 The MNIST folder comes from `--data-dir` or `$CVAE_DATA_DIR`; `CVAE_CHECKPOINT_DIR` picks another model folder."""
+
+
+torch.set_num_threads(SERVER_TORCH_THREADS)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

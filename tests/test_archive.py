@@ -278,6 +278,25 @@ def test_originals_of_any_mode_are_re_encoded_as_png(original):
         assert img.format == "PNG" and img.size == (40, 30)
 
 
+def test_grey_opaque_originals_are_kept_as_grey_and_colour_ones_in_colour():
+    """A canvas drawing (grey ink, opaque) is stored as one grey channel with the same pixels; a
+    picture with colour or transparency keeps its channels."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (30, 40), dtype=np.uint8)
+    drawing = Image.fromarray(np.dstack([grey, grey, grey, np.full_like(grey, 255)]), mode="RGBA")
+    colour = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    colour[5, 7, 1] ^= 1
+    see_through = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    see_through[0, 0, 3] = 0
+    for original, mode in [(drawing, "L"), (Image.fromarray(colour, mode="RGBA"), "RGBA"),
+                           (Image.fromarray(see_through, mode="RGBA"), "RGBA")]:
+        entry = prepare(make_record(0, original=original))
+        with Image.open(io.BytesIO(entry.original_png)) as img:
+            assert img.mode == mode
+            back = np.asarray(img.convert("RGBA"))
+        assert np.array_equal(back, np.asarray(original.convert("RGBA")))
+
+
 def test_file_name_is_only_inert_text(archive):
     hostile = "../../" + "evil\n\x00<b>name</b>" * 20 + ".png"
     item_id = archive.save(make_record(0, source="upload", filename=hostile))

@@ -311,6 +311,7 @@ def original_png(img: Any) -> bytes:
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         keep_alpha = img.mode == "PA" or (img.mode == "P" and "transparency" in img.info)
         img = img.convert("L" if img.mode == "1" else "RGBA" if keep_alpha else "RGB")
+    img = _grey_if_lossless(img)
     scale = min(1.0, ORIGINAL_MAX_SIDE / max(w, h))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     out = io.BytesIO()
@@ -320,6 +321,18 @@ def original_png(img: Any) -> bytes:
     except (OSError, ValueError) as e:
         raise _refuse(f"its original image cannot be re-encoded ({e})") from None
     return out.getvalue()
+
+
+def _grey_if_lossless(img: Image.Image) -> Image.Image:
+    """An RGB(A) picture that is grey and opaque (every canvas drawing: white ink on black) as "L":
+    the same pixels in a third of the PNG encoder's time (4.5 -> 1.6 ms a drawing) and a smaller file."""
+    if img.mode not in ("RGB", "RGBA"):
+        return img
+    px = np.asarray(img)
+    opaque = img.mode == "RGB" or bool((px[..., 3] == 255).all())
+    if opaque and bool((px[..., 0] == px[..., 1]).all()) and bool((px[..., 1] == px[..., 2]).all()):
+        return Image.fromarray(np.ascontiguousarray(px[..., 0]), mode="L")
+    return img
 
 
 def prepare(record: Record | Mapping[str, Any] | Entry) -> Entry:
