@@ -13,7 +13,8 @@ reference (its logits), so the robustness suite treats both kinds of model alike
 
 ``read`` is what a page showing one input needs (class probabilities, the posterior under the
 recognised label, its reconstruction and its restyle under every label) from classify's own
-encoder pass plus one decoder pass. Every helper runs under ``torch.inference_mode`` and puts the
+encoder pass plus one decoder pass; ``recognise`` is its first part (the digit, before the
+decoder pass), ``restyle_all`` the second. Every helper runs under ``torch.inference_mode`` and puts the
 model in eval mode with channels-last convolution weights (``_ready``).
 """
 
@@ -113,8 +114,8 @@ def classify(
 
 
 @dataclass
-class Reading:
-    """Everything the draw page shows for a batch of images (B, 1, H, W), on the CPU."""
+class Recognised:
+    """Which digit a batch of images (B, 1, H, W) shows, and the posterior under it, on the CPU."""
 
     probs: Tensor  # (B, classes) calibrated p(y | x) over the digits
     log_px: Tensor  # (B, conditions) log p(x | y) in nats
@@ -122,6 +123,12 @@ class Reading:
     not_digit: Tensor | None  # (B,) calibrated p(not a digit | x); None for a model without a background
     mean: Tensor  # (B, D) posterior mean under the recognised label
     std: Tensor  # (B, D) posterior standard deviation under it
+
+
+@dataclass
+class Reading(Recognised):
+    """Everything the draw page shows for a batch of images: the recognition and the restyle."""
+
     restyled: Tensor  # (B, classes, H, W) the mean decoded under every label, in [0, 1]
 
     @property
@@ -131,34 +138,41 @@ class Reading:
 
 
 @torch.inference_mode()
+def recognise(
+    model: CVAE, x: Tensor, *, k: int | None = None, generator: torch.Generator | None = None,
+    calibration: Calibration | None = None,
+) -> Recognised:
+    """Classify and pick the posterior under the recognised label from classify's own encoder pass
+    (it ran under every label): all that naming the digit needs, without the restyle's decoder pass."""
+    cal = calibration or UNCALIBRATED
+    mean, logvar, log_px = _posteriors(model, x, k=k or cal.k, generator=generator)
+    probs, not_digit = cal.posterior(log_px, classes=model.config.num_classes)
+    labels = probs.argmax(1)  # (B,)
+    rows = torch.arange(len(labels), device=labels.device)
+    m, lv = mean[rows, labels], logvar[rows, labels]  # (B, D)
+    return Recognised(
+        probs=probs.cpu(), log_px=log_px.cpu(), labels=labels.cpu(),
+        not_digit=None if not_digit is None else not_digit.cpu(), mean=m.cpu(), std=torch.exp(0.5 * lv).cpu(),
+    )
+
+
+@torch.inference_mode()
+def restyle_all(model: CVAE, mean: Tensor) -> Tensor:
+    """Posterior means (B, D) decoded under every label, in one decoder pass: (B, classes, H, W) in [0, 1]."""
+    classes = model.config.num_classes
+    ys = torch.arange(classes).repeat(len(mean))  # (B*C,)
+    images = decode(model, mean.repeat_interleave(classes, 0), ys)  # (B*C, H, W)
+    return images.view(len(mean), classes, *images.shape[1:])
+
+
 def read(
     model: CVAE, x: Tensor, *, k: int | None = None, generator: torch.Generator | None = None,
     calibration: Calibration | None = None,
 ) -> Reading:
-    """Classify, encode, reconstruct and restyle in one go: what ``classify`` + ``encode`` +
-    ``reconstruct`` + ``restyle`` give, from classify's own passes plus one decoder pass.
-
-    The encoder already ran under every label to classify, so the posterior under the recognised
-    label is picked from it; the reconstruction is the restyle under that label.
-    """
-    cal = calibration or UNCALIBRATED
-    mean, logvar, log_px = _posteriors(model, x, k=k or cal.k, generator=generator)
-    classes = model.config.num_classes
-    probs, not_digit = cal.posterior(log_px, classes=classes)
-    labels = probs.argmax(1)  # (B,)
-    rows = torch.arange(len(labels), device=labels.device)
-    m, lv = mean[rows, labels], logvar[rows, labels]  # (B, D)
-    ys = torch.arange(classes, device=m.device).repeat(len(labels))  # (B*C,)
-    restyled = decode(model, m.repeat_interleave(classes, 0), ys)  # (B*C, H, W)
-    return Reading(
-        probs=probs.cpu(),
-        log_px=log_px.cpu(),
-        labels=labels.cpu(),
-        not_digit=None if not_digit is None else not_digit.cpu(),
-        mean=m.cpu(),
-        std=torch.exp(0.5 * lv).cpu(),
-        restyled=restyled.view(len(labels), classes, *restyled.shape[1:]),
-    )
+    """``recognise`` and ``restyle_all`` in one go: classify, encode, reconstruct and restyle from
+    classify's own passes plus one decoder pass (the reconstruction is the restyle under the label)."""
+    r = recognise(model, x, k=k, generator=generator, calibration=calibration)
+    return Reading(**vars(r), restyled=restyle_all(model, r.mean))
 
 
 @torch.inference_mode()

@@ -31,7 +31,7 @@ from streamlit.testing.v1 import AppTest
 from app import archive_ui, cached_models, latent_space
 from app.draw import inputs, reading
 from app.markdown import escape_markdown
-from cvae_core import catalogue
+from cvae_core import catalogue, inference
 from cvae_core.archive import Archive, Record
 from cvae_core.checkpoints import load_checkpoint, save_checkpoint, update_metadata
 from cvae_core.config import ModelConfig, TrainConfig
@@ -517,13 +517,16 @@ def test_models_load_only_when_a_page_needs_them(monkeypatch, app_models, mnist,
 
 
 def test_recognised_digit_is_shown_before_the_partner_is_asked(monkeypatch, app_models, mnist):
-    """The metric is sent to the browser before the partner model, the reconstructions and the charts."""
+    """The metric is sent to the browser before the model decodes its reconstruction and restyle,
+    and before the partner model, the reconstructions and the charts."""
     order = []
-    metric, partner = st.metric, cached_models.partner_model
+    metric, partner, restyle = st.metric, cached_models.partner_model, inference.restyle_all
     monkeypatch.setattr(st, "metric", lambda label, *a, **k: order.append(label) or metric(label, *a, **k))
     monkeypatch.setattr(cached_models, "partner_model", lambda entry: order.append("partner") or partner(entry))
+    monkeypatch.setattr(inference, "restyle_all", lambda model, mean: order.append("decode") or restyle(model, mean))
+    st.cache_data.clear()  # another test may have read this digit
     at = upload(start(monkeypatch, app_models, model="conv-2"), "one.png", png(mnist.test_images[2].numpy()))
-    assert order == ["Recognised digit", "partner"]
+    assert order == ["Recognised digit", "decode", "partner", "decode"]
     assert image_url(at, "by mlp-2")
 
 

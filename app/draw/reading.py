@@ -1,8 +1,9 @@
 """What one model makes of one 28x28 input, cached: the recognised digit first, then the rest.
 
-One call of ``cvae_core.inference.read`` per model and input (the classification's own encoder
-pass plus one decoder pass), cached with ``st.cache_data`` on the input and the model's
-signature, split into what the "Recognised digit" metric needs and what the page shows after it.
+Per model and input, ``cvae_core.inference.recognise`` (the classification's own encoder pass) for
+what the "Recognised digit" metric needs, then ``inference.restyle_all`` (one decoder pass) for
+what the page shows after it, each cached with ``st.cache_data`` on the input and the model's
+signature.
 
 Every probability shown is calibrated (``cvae_core.calibration.Calibration.for_checkpoint``, the
 one builder that ``predict`` and the robustness suite use too: the temperature fitted by
@@ -94,21 +95,34 @@ def _batch(pixels: np.ndarray) -> torch.Tensor:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def read(_entry: ModelEntry, signature: str, pixels: np.ndarray) -> tuple[Recognition, Details]:
-    """What one model makes of one 28x28 input (``signature`` keys the cache): which digit, and its
-    reconstruction, style under every label and posterior under that digit."""
+def recognise(_entry: ModelEntry, signature: str, pixels: np.ndarray) -> tuple[Recognition, np.ndarray, np.ndarray]:
+    """Which digit one model reads in one 28x28 input (``signature`` keys the cache), and the
+    posterior's mean and standard deviation (D,) under that digit: no decoder pass, so the answer
+    is on screen before the images are decoded."""
     cal = calibration(_entry)
     generator = torch.Generator().manual_seed(SEED)
-    r = inference.read(_entry.model, _batch(pixels), generator=generator, calibration=cal)
+    r = inference.recognise(_entry.model, _batch(pixels), generator=generator, calibration=cal)
     flags, score = cal.not_a_digit(r.log_px, r.not_digit)
     recognition = Recognition(
         model=_entry.name, probs=r.probs[0].numpy(), log_px=r.log_px[0].numpy(),
         not_digit=None if r.not_digit is None else float(r.not_digit[0]),
         flagged=bool(flags[0]), score=None if score is None else float(score[0]),
     )
-    details = Details(recon=r.recon[0].numpy(), restyled=r.restyled[0].numpy(), mean=r.mean[0].numpy(),
-                      std=r.std[0].numpy())
-    return recognition, details
+    return recognition, r.mean[0].numpy(), r.std[0].numpy()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def details(_entry: ModelEntry, signature: str, pixels: np.ndarray) -> Details:
+    """The input's reconstruction under the digit ``recognise`` reads, its style under every label
+    and the posterior under that digit: one decoder pass after the recognition."""
+    mine, mean, std = recognise(_entry, signature, pixels)
+    restyled = inference.restyle_all(_entry.model, torch.from_numpy(mean)[None])[0].numpy()
+    return Details(recon=restyled[mine.label], restyled=restyled, mean=mean, std=std)
+
+
+def read(entry: ModelEntry, signature: str, pixels: np.ndarray) -> tuple[Recognition, Details]:
+    """What one model makes of one input: ``recognise`` and ``details``."""
+    return recognise(entry, signature, pixels)[0], details(entry, signature, pixels)
 
 
 def has_digit_check(entry: ModelEntry) -> bool:

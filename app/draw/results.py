@@ -36,12 +36,13 @@ def results(entry: ModelEntry, pixels: np.ndarray, source: str, data: bytes, fil
     x = inputs.noisy(pixels, sigma)
     mark = hashlib.sha256(data).hexdigest()
     try:
-        mine, more = reading.read(entry, entry.signature, x)
+        mine = reading.recognise(entry, entry.signature, x)[0]
         with top:
             answer.show_answer(entry, mine)
             partner_line = st.empty()
             truth = tally.truth_control(mark)
             score = st.container()
+        more = reading.details(entry, entry.signature, x)
         row = details.image_slots(4 if source == "upload" else 3)
         if source == "upload":
             details.show_upload(row[0], inputs.original_image(data))
