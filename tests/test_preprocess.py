@@ -150,6 +150,23 @@ def test_an_mnist_digit_comes_back_as_itself(mnist):
     assert np.mean(scores) > 0.93 and min(scores) > 0.75
 
 
+def test_a_bold_digit_covering_most_of_the_canvas_is_read_not_called_noise(mnist):
+    """MNIST test 3364, a bold 8 whose ink covers half the background blocks, drawn at the canvas's
+    size: it was refused as "noise or texture" when the paper's spread was measured over every block."""
+    digit = mnist.test_images[3364].numpy().reshape(28, 28)
+    canvas = np.asarray(Image.fromarray(digit).resize((280, 280), Image.Resampling.BILINEAR))  # uint8, as a canvas sends
+    assert correlation(prepare_array(canvas).tensor, digit) > 0.85
+    # The same on paper: a bold 8 of two thick rings filling most of a lit sheet.
+    sheet = Image.new("L", (400, 400), 235)
+    draw = ImageDraw.Draw(sheet)
+    draw.ellipse((90, 20, 310, 200), outline=20, width=55)
+    draw.ellipse((70, 180, 330, 390), outline=20, width=55)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    prepared = prepare_bytes(buf.getvalue())
+    assert prepared.inverted and prepared.tensor.max() == pytest.approx(1.0)
+
+
 def test_mnist_digit_photographed_on_paper_comes_out_like_mnist(mnist):
     """Upscaled, inverted, blurred, on noisy unevenly lit grey paper, 1000-3000 px, JPEG."""
     sides = [1000, 1600, 2400, 3000]
