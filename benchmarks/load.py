@@ -4,6 +4,7 @@
     python -m benchmarks.load --sessions 1 2 --duration 20     # a shorter run
     python -m benchmarks.load --quick                          # N = 1, 2 for 15 s: checks that it runs
     python -m benchmarks.load --validate                       # the client against Chromium, one session
+    python -m benchmarks.load --reruns                         # server CPU of each rerun, app and floor app
     python -m benchmarks --only load                           # the levels, as a section of the benchmarks
 
 One ``streamlit run app/streamlit_app.py`` serves every session. It is pinned to one core with
@@ -57,7 +58,7 @@ import numpy as np
 from benchmarks import results_file
 from benchmarks.browser import ARM_DRAW, CHROMIUM, CHROMIUM_ARGS, METRIC_LABEL, TRACK_SENDS
 from benchmarks.machine import busy_percent, core_busy, cpu_seconds, load_average, resident_mb
-from benchmarks.paths import APP, RESULTS_JSON, ROOT
+from benchmarks.paths import APP, FLOOR, RESULTS_JSON, ROOT
 from benchmarks.servers import Server, server_env, start_server, stop_server, wait_healthy
 from benchmarks.streamlit_client import Element, Session
 from benchmarks.strokes import STROKES, canvas_value, stroke_points
@@ -76,6 +77,9 @@ SAVE_LABEL = "Save to archive"
 SAVED = "Saved to the archive as item"
 CANVAS_KEY = "-draw_canvas_"  # the canvas's widget key, numbered by Clear
 CLEAR_KEY = "-draw_clear"
+FLOOR_CANVAS_KEY = "floor_canvas"  # benchmarks/floor_app.py's canvas
+RERUN_SETTLE_S = 0.3  # after a run has finished, for its last messages to be sent
+RERUN_DIGITS = 25
 
 
 # -- the machine ---------------------------------------------------------------------------------------
@@ -431,6 +435,73 @@ async def validate(*, trials: int, pinning: Pinning, timeout: float, seed: int) 
 # -- the whole benchmark -------------------------------------------------------------------------------
 
 
+async def _cpu_of(pid: int, idle: float, action: Any) -> float:
+    """Server CPU seconds that ``action`` (a coroutine making one run and waiting for its end)
+    costs, less the server's idle rate over the same window (a short settle included)."""
+    c0, t0 = cpu_seconds(pid), time.perf_counter()
+    await action
+    await asyncio.sleep(RERUN_SETTLE_S)
+    return cpu_seconds(pid) - c0 - idle * (time.perf_counter() - t0)
+
+
+async def _idle_rate(pid: int) -> float:
+    c0 = cpu_seconds(pid)
+    await asyncio.sleep(3.0)
+    return (cpu_seconds(pid) - c0) / 3.0
+
+
+async def rerun_costs(*, digits: int, pinning: Pinning, seed: int) -> dict[str, Any]:
+    """Server CPU per rerun, one session, each rerun alone: the app's Clear, drawing and Save, and
+    the floor app's drawing (``benchmarks/floor_app.py``: the same canvas and an ``st.metric``)."""
+    out: dict[str, Any] = {"digits": digits}
+    with tempfile.TemporaryDirectory(prefix="cvae-bench-reruns-") as tmp:
+        for name, script in (("app", APP), ("floor", FLOOR)):
+            env = server_env(Path(tmp))
+            server = start_server(name, script, env, Path(tmp), prefix=pinning.prefix(), watch_files=False)
+            try:
+                await asyncio.to_thread(wait_healthy, server, timeout=SETUP_TIMEOUT_S)
+                session = await Session.open(server.url, timeout=SETUP_TIMEOUT_S)
+                pool = Digits(digits + 2, seed=seed)  # the same digits for both apps
+                costs: dict[str, list[float]] = {"clear": [], "draw": [], "save": []} if name == "app" else {"draw": []}
+                if name == "app":  # warm: torch imported, the pair loaded
+                    await one_digit(session, pool, Tally(), clear=False, save=True, timeout=SETUP_TIMEOUT_S)
+                idle = await _idle_rate(server.proc.pid)
+                for _ in range(digits):
+                    costs_here = await _one_rerun_each(session, pool, server.proc.pid, idle, app=name == "app")
+                    for kind, cpu in costs_here.items():
+                        costs[kind].append(cpu)
+                await session.close()
+                out[name] = {kind: summarise(v) for kind, v in costs.items()}  # seconds in, ms out
+                out[name]["idle_ms_per_s"] = round(1000 * idle, 1)
+            finally:
+                stop_server(server)
+    return out
+
+
+async def _one_rerun_each(session: Session, pool: Digits, pid: int, idle: float, *, app: bool) -> dict[str, float]:
+    async def pressed(test: Any) -> None:
+        run = await press(session, test, timeout=TIMEOUT_S)
+        if run is not None:
+            await finished(run, TIMEOUT_S)
+
+    async def drawn() -> None:
+        value, _ = pool.take()
+        if app:
+            _, _, run = await draw(session, value, timeout=TIMEOUT_S)
+        else:
+            canvas = session.widget(lambda i, e: FLOOR_CANVAS_KEY in i)
+            session.set_json(canvas.proto.id, value)
+            run = await asyncio.wait_for(session.rerun(), TIMEOUT_S)
+        await finished(run, TIMEOUT_S)
+
+    if not app:
+        return {"draw": await _cpu_of(pid, idle, drawn())}
+    clear = await _cpu_of(pid, idle, pressed(lambda i, e: i.endswith(CLEAR_KEY)))
+    drawing = await _cpu_of(pid, idle, drawn())
+    save = await _cpu_of(pid, idle, pressed(lambda i, e: e.kind == "button" and e.proto.label == SAVE_LABEL))
+    return {"clear": clear, "draw": drawing, "save": save}
+
+
 async def _run(levels: list[int], *, duration: float, interval: float, clear: bool, save: bool, timeout: float,
                pinning: Pinning, seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {"client": "websocket protocol (benchmarks.streamlit_client)", "pinning": pinning.describe(),
@@ -545,6 +616,15 @@ def report_lines(section: dict[str, Any]) -> list[str]:
                   f"client, {b['p50']:.0f} / {b['p95']:.0f} ms for Chromium (to the answer in the DOM; from the "
                   f"stroke's release, the canvas's send debounce included: "
                   f"{v['chromium_release_to_answer_ms']['p50']:.0f} / {v['chromium_release_to_answer_ms']['p95']:.0f} ms)."]
+    r = section.get("reruns")
+    if r and "app" in r and "floor" in r:
+        a, f = r["app"], r["floor"]
+        total = sum(a[k]["p50"] for k in ("clear", "draw", "save"))
+        lines += ["", f"Where a digit's CPU goes (`python -m benchmarks.load --reruns`, one session, {r['digits']} digits, "
+                  f"each rerun alone, the server's idle rate taken off; {r['generated'][:10]}): the app's Clear "
+                  f"{a['clear']['p50']:.0f} ms, drawing {a['draw']['p50']:.0f} ms and Save {a['save']['p50']:.0f} ms "
+                  f"(median; {total:.0f} ms a digit), against {f['draw']['p50']:.0f} ms for the floor app's drawing "
+                  "(the same canvas feeding one `st.metric`)."]
     return lines
 
 
@@ -560,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validate", action="store_true",
                    help=f"only the client against Chromium, one session each ({VALIDATE_TRIALS} digits)")
     p.add_argument("--trials", type=int, default=VALIDATE_TRIALS, help="digits per side for --validate")
+    p.add_argument("--reruns", action="store_true",
+                   help=f"only the server CPU of each rerun (Clear, drawing, Save; the floor app's drawing), one session, "
+                        f"{RERUN_DIGITS} digits")
     p.add_argument("--quick", action="store_true", help="N = 1, 2 for 15 s: checks that it runs")
     p.add_argument("--no-write", action="store_true", help=f"print only; leave {RESULTS_JSON.name} alone")
     args = p.parse_args(argv)
@@ -573,13 +656,21 @@ def main(argv: list[str] | None = None) -> int:
         v["generated"] = now_iso()
         print(json.dumps(v, indent=1))
         section["validation"] = v
+    elif args.reruns:
+        pinning = Pinning.choose(not args.no_pin)
+        with pinned_client(pinning):
+            r = asyncio.run(rerun_costs(digits=3 if args.quick else RERUN_DIGITS, pinning=pinning, seed=0))
+        r.update(load_average=[before, load_average()[0]], generated=now_iso(), quick=args.quick)
+        print(json.dumps(r, indent=1))
+        section["reruns"] = r
     else:
         out = run(quick=args.quick, sessions=args.sessions, duration=args.duration, interval=args.interval,
                   clear=not args.no_clear, save=not args.no_save, timeout=args.timeout, pin=not args.no_pin)
         out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1), quick=args.quick,
                    generated=now_iso())
-        if "validation" in section:
-            out["validation"] = section["validation"]
+        for kept in ("validation", "reruns"):
+            if kept in section:
+                out[kept] = section[kept]
         section = out
         print(f"  load: the knee is N = {out.get('knee')}")
     if not args.no_write:

@@ -107,3 +107,18 @@ def test_the_knee_counts_missed_digits_as_never_answered():
     levels = {"1": {"p95_with_missed_s": 0.1}, "20": {"p95_with_missed_s": 1.2}, "40": {"p95_with_missed_s": None}}
     assert load.knee(levels) == 20
     assert load.knee({"1": {"p95_with_missed_s": 2.0}}) is None
+
+
+def test_rerun_costs_are_measured_for_the_app_and_the_floor(data_dir, monkeypatch):
+    """``--reruns``: every kind of rerun gets a CPU figure per digit, in the report too."""
+    monkeypatch.setenv("CVAE_DATA_DIR", str(data_dir))
+    r = asyncio.run(load.rerun_costs(digits=2, pinning=load.Pinning(None, None), seed=0))
+    assert set(r["app"]) == {"clear", "draw", "save", "idle_ms_per_s"} and set(r["floor"]) == {"draw", "idle_ms_per_s"}
+    for costs in (r["app"]["clear"], r["app"]["draw"], r["app"]["save"], r["floor"]["draw"]):
+        assert costs["n"] == 2 and costs["min"] > -50  # ms; the idle correction may take a little too much
+    # Reading a digit with two models costs more CPU than the floor app's one st.metric (a ratio, not a timing).
+    assert r["app"]["draw"]["p50"] > r["floor"]["draw"]["p50"]
+    r["generated"] = "2026-12-06T00:00:00+00:00"
+    section = {"client": "websocket", "levels": {}, "interval_s": 5, "duration_s": 60, "reruns": r}
+    (line,) = [x for x in load.report_lines(section) if "--reruns" in x]
+    assert f"drawing {r['app']['draw']['p50']:.0f} ms" in line
