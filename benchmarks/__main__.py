@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "load":
             try:
                 out = load.run(quick=args.quick)
+                for kept in ("validation", "reruns"):  # measured by their own flags of benchmarks.load
+                    if kept in sections.get("load", {}):
+                        out[kept] = sections["load"][kept]
             except Exception as e:  # as for the browser section: the others are kept
                 print(f"  load benchmark failed: {type(e).__name__}: {e}", file=sys.stderr)
                 out = {"skipped": f"failed: {type(e).__name__}: {str(e).splitlines()[0]}"}
