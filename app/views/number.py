@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -27,7 +26,7 @@ from app import archive_ui, cached_models, figures
 from app.draw import inputs
 from app.draw.answer import percent
 from cvae_core import catalogue, inference
-from cvae_core.archive import ArchiveError, RecordError
+from cvae_core.archive import ArchiveError, Record, RecordError
 from cvae_core.checkpoints import checkpoint_dir
 from cvae_core.images.files import MAX_BYTES, InputError, decode_image
 from cvae_core.nondigits import font_dir
@@ -230,21 +229,18 @@ def digit_card(i: int, reading: NumberReading, version: int) -> int | None:
 
 
 def records(entry: catalogue.ModelEntry, name: str | None, reading: NumberReading, truths: list[int | None],
-            source_image: Image.Image) -> list[dict[str, Any]]:
+            source_image: Image.Image) -> list[Record]:
     """One archive record per digit: source "number", the number as corrected, the digit's crop as its original."""
     number = "".join(UNSURE if t is None else str(t) for t in truths)
     x = torch.from_numpy(np.stack([d.image for d in reading.digits])).unsqueeze(1)  # (N, 1, 28, 28)
     labels = torch.tensor([d.label for d in reading.digits])
     recons = inference.reconstruct(entry.model, x, labels).numpy()  # (N, 28, 28)
-    out = []
-    for d, truth, recon in zip(reading.digits, truths, recons, strict=True):
-        out.append({
-            "model": reading.model, "source": "number", "label": d.label, "confidence": d.confidence, "sigma": 0.0,
-            "input_image": d.image, "recon_image": recon, "original": source_image.crop(d.box), "filename": name,
-            "true_label": truth, "probs": list(d.probs), "log_likelihoods": None, "not_digit": d.not_digit,
-            "number": number,
-        })
-    return out
+    return [
+        Record(model=reading.model, source="number", label=d.label, confidence=d.confidence, sigma=0.0,
+               input_image=d.image, recon_image=recon, original=source_image.crop(d.box), filename=name,
+               true_label=truth, probs=tuple(d.probs), not_digit=d.not_digit, number=number)
+        for d, truth, recon in zip(reading.digits, truths, recons, strict=True)
+    ]
 
 
 def save(entry: catalogue.ModelEntry, data: bytes, name: str | None, reading: NumberReading,
