@@ -112,6 +112,32 @@ def test_a_touching_pair_is_cut_where_both_halves_read_as_digits(glyphs, recogni
     assert_boxes(reading, truth)
 
 
+def test_a_pair_fused_along_a_stroke_is_cut_into_two_boxes(glyphs, recogniser):
+    """An 8 and a 4 overlapping by a fifth of their height: no path between them crosses little
+    ink, so the cheapest paths near the middle of the mark find them. Where the digits overlap,
+    any cut gives one the other's edge, so the boxes are matched to the digits, not held to a few
+    pixels."""
+    picture, truth = write([glyphs[2], glyphs[8], glyphs[4], glyphs[7]], [0.4, -0.2, 0.4])
+    marks, _ = segment.find_marks(segment.find_ink(picture))
+    assert len(marks) == 3, "the 8 and the 4 should be one mark in this picture"
+    reading = read_number(picture, recogniser=recogniser)
+    assert reading.text == "2847"
+    assert bench.match(tuple(truth), [d.box for d in reading.digits]) == [0, 1, 2, 3]
+
+
+def test_a_marks_width_is_measured_without_its_slant():
+    """A stroke 6 pixels wide leaning right by half its height: its box is 36 pixels wide, the
+    stroke 6."""
+    mask = np.zeros((60, 36), dtype=bool)
+    for y in range(60):
+        x = round(0.5 * (59 - y))
+        mask[y, x : x + 6] = True
+    mark = segment.Mark(box=(0, 0, 36, 60), mask=mask)
+    assert mark.width == 36
+    assert mark.upright_width(0.5) == pytest.approx(6, abs=1)
+    assert mark.upright_width(0.0) == 36
+
+
 def test_a_five_with_its_bar_apart_is_one_digit(glyphs, recogniser):
     rng = np.random.default_rng(3)
     five = synth.pen_glyph("5", rng, way=1)  # the bar drawn apart from the body

@@ -272,6 +272,8 @@ def split(reading: NumberReading, i: int, *, recogniser: Recogniser) -> NumberRe
     if not cuts:
         raise InputError("This mark is too small to cut in two.")
     scores = marks([half for pair in cuts for half in pair])
-    best = max(range(len(cuts)), key=lambda c: scores[2 * c] * scores[2 * c + 1])
+    reads = [scores[2 * c] * scores[2 * c + 1] for c in range(len(cuts))]
+    # The first that reads about as well as the best: the paths that cross the least ink come first.
+    best = next(c for c in range(len(cuts)) if reads[c] >= max(reads) - 0.02)
     found = [*reading.marks[:i], *cuts[best], *reading.marks[i + 1 :]]
     return _reading(marks, found, reading.height, reading.slant)

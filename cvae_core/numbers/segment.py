@@ -14,10 +14,14 @@ the paper's surface fitted and removed, the ink's side detected), then:
    probability that already leaves out "not a digit"). ``merge``: close neighbours, one of them
    weak, are joined when they read better as one digit. ``split``: a mark that is wide (for a
    digit, or next to this writing's usual digit), or does not read confidently whole, is cut where
-   both halves read as digits and together beat it read whole; the candidate cuts (``candidate_cuts``) are the paths between the digits that cross the
-   least ink, upright and along the writing's slant, and the ways of dealing its pieces left and
-   right. Halves are cut again while they are wide. Flat marks that joined nothing (a dash, the
-   stub of a line) are dropped.
+   both halves read as digits and together beat it read whole. The candidate cuts
+   (``candidate_cuts``) are the paths between the digits that cross the least ink, upright and
+   along the writing's slant; the ways of dealing its pieces left and right; and, across a mark
+   much wider than the writing's usual digit (two digits fused along a stroke, where no path
+   between them is cheap), the cheapest paths near a few places across its middle. Widths are
+   measured with the slant taken out (``Mark.upright_width``), and each reading is weighed by how
+   likely a digit of that width is in this writing. Halves are cut again while they are wide.
+   Flat marks that joined nothing (a dash, the stub of a line) are dropped.
 
 Every mark comes out as a light-on-dark crop holding only its own ink (``Mark.crop``), for the
 same MNIST treatment as a single digit. The picture is area-reduced to ``WORK_SIDE`` first and
@@ -45,18 +49,24 @@ MIN_SIDE = 8
 SPECK = 0.2  # a piece smaller than this share of the digit height, both ways, is a speck
 FLAT = 0.3  # a mark lower than this share of the digit height is a dash or the stub of a line
 OVERLAP = 0.5  # pieces overlapping by this share of the narrower one's width are one mark
-SPLIT_WIDTH = 0.8  # a mark this wide (in digit heights) may be touching digits
-MULTI_WIDTH = 1.2  # a mark this wide (in digit heights) is taken to hold two digits or more...
+SPLIT_WIDTH = 0.65  # a mark this wide (in digit heights) may be touching digits
+MULTI_WIDTH = 1.4  # a mark this wide (in digit heights) is taken to hold two digits or more...
 WIDER = 1.4  # ...and one this many times as wide as the writing's usual digit may
 NARROW = 0.35  # a mark narrower than this (in digit heights) may be a 1: not a usual digit width
 CONFIDENT = 0.5  # a join reads as a digit at least this confidently...
 HALF = 0.3  # ...and each half of a cut at least this (an unsure half is shown as "?")
 KEEP = 0.8  # a mark read whole this confidently (and not wide) is not cut...
-SPLIT_MARGIN = 0.25  # ...and one of a digit's width is cut only when its halves read this much better
+SPLIT_MARGIN = 0.25  # ...and one is cut only when its halves read this much better (a share of its reading)
+WIDTH_FREE = 1.5  # a digit up to this many times the writing's usual digit's width is as likely as any...
+WIDTH_SPREAD = 0.5  # ...beyond it less likely, falling off over this many usual widths (``_one_digit``)
 SHORT = 0.75  # a mark shorter than this share of the digit height is worth less as a digit...
 MERGE_GAP = 0.15  # ...and is joined to a neighbour this close (in digit heights) when that reads better
 MIN_PART = 0.2  # each side of a cut is at least this wide (in digit heights)
 CUTS = 4  # candidate cuts per mark (the paths crossing the least ink, upright or slanted)
+GRID = (0.35, 0.45, 0.55, 0.65)  # cuts near these shares of a mark's width...
+CORRIDOR = 0.08  # ...wandering at most this many digit heights from there
+GRID_WIDER = 1.15  # ...for a mark this many times as wide as the writing's usual digit (or wide for a digit)
+CENTRE = 2.0  # what a cut's distance from the middle of the mark costs (whole mark's width), in inked pixels
 SIDESTEP = 0.3  # what a cut's step sideways costs, in inked pixels crossed
 MAX_SLANT = 0.6  # |dx/dy| of the writing's slant
 LINE_COVER = 0.5  # a ruled line is thin ink along this share of its length...
@@ -96,6 +106,19 @@ class Mark:
     @property
     def height(self) -> int:
         return self.box[3] - self.box[1]
+
+    def upright_width(self, slant: float) -> float:
+        """Its width with the writing's slant (dx/dy, leaning right) taken out: a slanted digit's
+        box is wider than the digit."""
+        rows = np.flatnonzero(self.mask.any(1))
+        if rows.size == 0:
+            return 0.0
+        cols = np.arange(self.mask.shape[1])
+        inked = self.mask[rows]
+        left = np.where(inked, cols, self.mask.shape[1]).min(1)
+        right = np.where(inked, cols, -1).max(1) + 1
+        shift = slant * (rows - (self.mask.shape[0] - 1) / 2)  # rows above the middle lean right
+        return float((right + shift).max() - (left + shift).min())
 
     @property
     def key(self) -> tuple[Box, bytes]:
@@ -374,12 +397,14 @@ def _sub(mark: Mark, keep: np.ndarray, pieces: int) -> Mark | None:
     return Mark(box=(x0 + c0, y0 + r0, x0 + c1, y0 + r1), mask=m[r0:r1, c0:c1], pieces=pieces)
 
 
-def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> list[tuple[float, np.ndarray]]:
+def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float, *, near: float | None = None
+               ) -> list[tuple[float, np.ndarray]]:
     """Paths from the top of a mark to its bottom that cross the least ink: for each row, the column
     where the cut passes (the left part is ``x < path[y]``). Found by dynamic programming on the
     mark straightened along the slant, a sideways step costing ``SIDESTEP`` of an inked pixel, so a
     cut may weave between two digits that lean over each other; the ``CUTS`` cheapest that end
-    apart, each leaving ``least`` pixels on either side, with their cost."""
+    apart, each leaving ``least`` pixels on either side, with their cost. With ``near`` (a column
+    of the straightened mark), the one cheapest path within ``CORRIDOR`` digit heights of it."""
     h, w = mask.shape
     off = np.rint(slant * (np.arange(h) - (h - 1) / 2)).astype(int)  # the writing's lean, row by row
     pad = int(np.abs(off).max()) + 1
@@ -388,7 +413,10 @@ def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> l
     inside = (u >= 0) & (u < w)
     ink = np.zeros((h, wide), dtype=np.float32)
     ink[inside] = mask[np.nonzero(inside)[0], u[inside]]
-    cost = np.where((u >= least / 2) & (u <= w - least / 2), ink, np.inf)
+    allowed = (u >= least / 2) & (u <= w - least / 2)
+    if near is not None:
+        allowed &= np.abs(np.arange(wide)[None, :] - pad - near) <= CORRIDOR * height
+    cost = np.where(allowed, ink, np.inf)
     acc = cost[0].copy()
     back = np.zeros((h, wide), dtype=np.int8)
     for y in range(1, h):
@@ -397,11 +425,13 @@ def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> l
         back[y] = pick - 1
         acc = moves[pick, np.arange(wide)] + cost[y]
     ends = np.flatnonzero(np.isfinite(acc) & (u[-1] >= least) & (u[-1] <= w - least))
+    # Equal ink, the cut nearer the middle first: a sliver off the edge is rarely a digit.
+    rank = acc + CENTRE * np.abs(u[-1] - w / 2) / max(w, 1)
     chosen: list[int] = []
-    for e in ends[np.argsort(acc[ends], kind="stable")].tolist():
+    for e in ends[np.argsort(rank[ends], kind="stable")].tolist():
         if all(abs(e - c) >= 0.15 * height for c in chosen):
             chosen.append(e)
-        if len(chosen) == CUTS:
+        if len(chosen) == (1 if near is not None else CUTS):
             break
     paths = []
     for e in chosen:
@@ -409,22 +439,32 @@ def _cut_paths(mask: np.ndarray, height: float, slant: float, least: float) -> l
         col[-1] = e
         for y in range(h - 1, 0, -1):
             col[y - 1] = col[y] + back[y, col[y]]
-        paths.append((float(acc[e]), col - pad - off))
+        paths.append((float(rank[e]), col - pad - off))
     return paths
 
 
-def candidate_cuts(mark: Mark, height: float, slant: float, *, asked: bool = False) -> list[tuple[Mark, Mark]]:
+def candidate_cuts(mark: Mark, height: float, slant: float, *, usual: float | None = None, asked: bool = False
+                   ) -> list[tuple[Mark, Mark]]:
     """Ways to cut ``mark`` in two: along the paths that cross the least ink (``_cut_paths``; for a
-    mark at least ``SPLIT_WIDTH`` digit heights wide, or any when a person ``asked``), upright and
-    along the writing's slant, and by dealing its pieces left and right; each side holding a tenth
-    of the ink and ``MIN_PART`` digit heights (a quarter of the mark when asked)."""
+    mark at least ``SPLIT_WIDTH`` digit heights wide without its slant, or any when a person
+    ``asked``), upright and along the writing's slant; the cheapest near ``GRID`` shares of its
+    width, along the slant, for a mark wide for a digit or ``GRID_WIDER`` times the ``usual``
+    digit's width (two digits fused along a stroke have no cheap path between them); and by dealing its pieces
+    left and right. Each side holds a tenth of the ink and ``MIN_PART`` digit heights (a quarter
+    of the mark when asked)."""
     _h, w = mark.mask.shape
+    upright = mark.upright_width(slant)
     out: list[np.ndarray] = []  # the left part of each cut, as a mask of the box
-    if asked or w >= SPLIT_WIDTH * height:
+    if asked or upright >= SPLIT_WIDTH * height:
         xx = np.arange(w)[None, :]
         least = min(MIN_PART * height, w / 4) if asked else MIN_PART * height
         paths = [p for s in sorted({0.0, round(slant, 2)}) for p in _cut_paths(mark.mask, height, s, least)]
         out += [xx < path[:, None] for _, path in sorted(paths, key=lambda p: p[0])[:CUTS]]
+        # Where two digits are fused along a stroke no path between them is cheap: the cheapest
+        # near each of a few places across the middle of the mark, along the slant.
+        if asked or upright >= MULTI_WIDTH * height or (usual is not None and upright >= GRID_WIDER * usual):
+            s = round(slant, 2)
+            out += [xx < path[:, None] for f in GRID for _, path in _cut_paths(mark.mask, height, s, least, near=f * w)]
     if 2 <= mark.pieces <= 6:
         labels, sizes = imageops.components(mark.mask)
         if len(sizes) <= 6:
@@ -506,30 +546,32 @@ def merge(marks: list[Mark], scores: _Scores) -> list[Mark]:
 def split(marks: list[Mark], scores: _Scores, slant: float) -> list[Mark]:
     """The marks with touching digits cut apart, by the recogniser's evidence (module docstring).
 
-    A mark read confidently whole and not wide is left alone; one much wider than the writing's
-    usual digit (``WIDER``) is less likely one digit than two, so its reading counts for less. For
-    the others, every candidate cut
-    is read in one call to the judge per round; a mark is cut when both halves read as digits
-    (``HALF``; or are wide enough to hold more) and together beat it read whole, by
-    ``SPLIT_MARGIN`` unless it is wide; wide halves are looked at again in the next round."""
+    A mark read confidently whole, not wide and not much wider than the writing's usual digit
+    (``WIDER``) is left alone. For the others, every candidate cut is read in one call to the judge
+    per round; a mark is cut when both halves read as digits (``HALF``; or are wide enough to hold
+    more) and the product of their readings beats its own reading (by ``SPLIT_MARGIN`` unless it is
+    wide), each reading
+    weighed by how likely a digit of that width is in this writing (``_one_digit``: a mark twice
+    the usual digit's width is less likely one digit than two); wide halves are looked at again in
+    the next round."""
     height = scores.height
-    usual = _usual_width(marks, scores, height)
+    usual = _usual_width(marks, scores, height, slant)
     done: list[Mark] = []
     open_ = list(marks)
     while open_:
         if len(done) + len(open_) > MAX_DIGITS:
             raise too_many(len(done) + len(open_))
-        options = {id(m): [] if scores[m] >= KEEP and not _wide(m, height) and m.width < WIDER * usual
-                   else candidate_cuts(m, height, slant) for m in open_}
+        options = {id(m): [] if scores[m] >= KEEP and not _wide(m, height, slant) and m.upright_width(slant) < WIDER * usual
+                   else candidate_cuts(m, height, slant, usual=usual) for m in open_}
         scores.ask([half for m in open_ for pair in options[id(m)] for half in pair])
         nxt: list[Mark] = []
         for m in open_:
-            # One digit much wider than the others is less likely than two: its reading counts for less.
-            alone = min(1.0, WIDER * usual / m.width) ** 2
-            best, value = None, scores.worth(m) * alone + (0.0 if _wide(m, height) or alone < 1 else SPLIT_MARGIN)
+            margin = 1.0 if _wide(m, height, slant) else 1.0 + SPLIT_MARGIN  # a wide mark's reading says little
+            best, value = None, scores.worth(m) * _one_digit(m, usual, slant) * margin
             for pair in options[id(m)]:
-                v = math.prod(_worth(half, scores, height) for half in pair)
-                if v > value and all(scores[half] >= HALF or _wide(half, height) for half in pair):
+                v = math.prod(_worth(half, scores, height, slant) * (1.0 if _wide(half, height, slant) else
+                                                                    _one_digit(half, usual, slant)) for half in pair)
+                if v > value and all(scores[half] >= HALF or _wide(half, height, slant) for half in pair):
                     best, value = pair, v
             if best is None:
                 done.append(m)
@@ -539,22 +581,29 @@ def split(marks: list[Mark], scores: _Scores, slant: float) -> list[Mark]:
     return sorted(done, key=_centre)
 
 
-def _usual_width(marks: list[Mark], scores: _Scores, height: float) -> float:
+def _usual_width(marks: list[Mark], scores: _Scores, height: float, slant: float) -> float:
     """The width of a digit in this writing: the median over the marks read confidently whole
-    that are not as narrow as a 1 (else the digit height, when there are none)."""
-    widths = [m.width for m in marks if scores[m] >= KEEP and m.width >= NARROW * height]
+    that are neither as narrow as a 1 nor wide for a digit (else the digit height, when there are none)."""
+    widths = [w for m in marks if scores[m] >= KEEP and NARROW * height <= (w := m.upright_width(slant)) < MULTI_WIDTH * height]
     return float(np.median(widths)) if widths else height
 
 
-def _wide(mark: Mark, height: float) -> bool:
+def _one_digit(mark: Mark, usual: float, slant: float) -> float:
+    """How likely a mark of this width is one digit of this writing: 1 up to ``WIDTH_FREE`` usual
+    digits' width, falling off (a Gaussian in the excess, ``WIDTH_SPREAD`` of the usual width) beyond it."""
+    excess = max(0.0, mark.upright_width(slant) / usual - WIDTH_FREE) / WIDTH_SPREAD
+    return math.exp(-0.5 * excess**2)
+
+
+def _wide(mark: Mark, height: float, slant: float) -> bool:
     """Wide enough to be two digits or more: its reading whole says little."""
-    return mark.width >= MULTI_WIDTH * height
+    return mark.upright_width(slant) >= MULTI_WIDTH * height
 
 
-def _worth(mark: Mark, scores: _Scores, height: float) -> float:
+def _worth(mark: Mark, scores: _Scores, height: float, slant: float) -> float:
     """What a half is worth to a cut: its reading, or for a half that may hold more digits, at
     least what a confident reading would be (it is split again in the next round)."""
-    return max(scores.worth(mark), CONFIDENT) if _wide(mark, height) else scores.worth(mark)
+    return max(scores.worth(mark), CONFIDENT) if _wide(mark, height, slant) else scores.worth(mark)
 
 
 def too_many(n: int) -> InputError:
