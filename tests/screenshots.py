@@ -1,6 +1,7 @@
 """The README's screenshots, made on demand (never by the test suite), in both themes: every page
 at desktop size (1280 wide) and the Draw, Compare and Train pages at phone size (390x844), with a
-digit drawn, into docs/screenshots/. Dark-theme files are ``NAME.png``, light-theme ones ``NAME-light.png``.
+digit drawn, and the Read a number page with a photo of a handwritten number read
+(``number-read``), into docs/screenshots/. Dark-theme files are ``NAME.png``, light-theme ones ``NAME-light.png``.
 
     python -m tests.screenshots            # or: make screenshots
 
@@ -73,6 +74,40 @@ def draw_a_one(page, url: str) -> None:
     page.wait_for_function(IDLE)
 
 
+def number_photo(path: Path) -> None:
+    """A photo of "90210" written by hand (MNIST test digits, photographed on ruled paper by
+    ``cvae_core.numbers.synth``, seeded), enlarged to digits about 110 pixels high, as a PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from cvae_core.data import load_mnist
+    from cvae_core.numbers import synth
+
+    data = load_mnist(checksums=False)
+    images, labels = data.test_images.numpy(), data.test_labels.numpy()
+    text = "90210"
+    picks = [int(np.flatnonzero(labels == int(c))[i]) for i, c in enumerate(text)]
+    glyphs = [synth._trim(images[j].astype(np.float32) / 255) for j in picks]
+    number = synth.make_number(glyphs, text, "mnist", np.random.default_rng(1))
+    photo = Image.fromarray(number.image)
+    f = 110 / np.median([b[3] - b[1] for b in number.boxes])
+    photo.resize((round(photo.width * f), round(photo.height * f)), Image.Resampling.BICUBIC).save(path)
+
+
+def read_a_number(page, url: str, out: Path, suffix: str) -> None:
+    """The Read a number page with that photo uploaded and read: the number, its boxes, the cards."""
+    open_page(page, url, "number", "Read a number")
+    page.get_by_role("radio", name="Upload", exact=True).click()  # a segmented control's options are radios
+    page.wait_for_function(IDLE)  # the uploader of the rerun, not one it replaces
+    with tempfile.TemporaryDirectory() as folder:
+        photo = Path(folder) / "90210.png"
+        number_photo(photo)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+        page.get_by_text("Each digit as read").wait_for()  # the browser reads the file from its path: keep it till then
+    page.wait_for_function(IDLE)
+    full_page(page, out / f"number-read{suffix}.png", charts=0, viewport=VIEWPORT)
+
+
 def shoot(browser, url: str, out: Path, scheme: str) -> None:
     """Every screenshot in one colour scheme."""
     suffix = THEMES[scheme]
@@ -88,6 +123,7 @@ def shoot(browser, url: str, out: Path, scheme: str) -> None:
             desktop.wait_for_selector(SLIDER, state="attached")
         desktop.wait_for_function(IDLE)
         full_page(desktop, out / f"{path}{suffix}.png", charts=charts, viewport=VIEWPORT)
+    read_a_number(desktop, url, out, suffix)
     train_page(desktop, url)
     full_page(desktop, out / f"train{suffix}.png", charts=2, viewport=VIEWPORT)
     desktop.context.close()
