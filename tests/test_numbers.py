@@ -103,6 +103,20 @@ def test_separate_digits_are_read_in_their_boxes(glyphs, recogniser):
         assert d.image.shape == (28, 28) and d.digit is not False and sum(d.probs) <= 1 + 1e-4
 
 
+def test_the_overlay_room_for_the_readings_continues_the_pictures_edge(glyphs, recogniser):
+    """Above the picture, the room for the digits' readings has the picture's own background: paper
+    for a scan, black for a canvas drawing (not a white band on a dark page)."""
+    from app.views.number import overlay
+
+    picture, _ = write([glyphs[3], glyphs[7]], [0.5])
+    for image, light in ((on_paper(picture), True), (np.rint(255 * np.clip(picture, 0, 1)).astype(np.uint8), False)):
+        data = png(image)
+        shown = np.asarray(overlay(data, read_number(image, recogniser=recogniser)).convert("L"))
+        assert shown.shape[0] > image.shape[0]  # room was added above
+        corner = float(np.median(shown[:4, :4]))
+        assert (corner > 200) if light else (corner < 40), corner
+
+
 def test_a_touching_pair_is_cut_where_both_halves_read_as_digits(glyphs, recogniser):
     picture, truth = write([glyphs[1], glyphs[4], glyphs[6], glyphs[8]], [0.4, -0.12, 0.4])
     marks, _ = segment.find_marks(segment.find_ink(picture))

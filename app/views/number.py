@@ -20,7 +20,6 @@ import numpy as np
 import streamlit as st
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from streamlit_drawable_canvas import st_canvas
 
 from app import archive_ui, cached_models, figures
 from app.draw import inputs
@@ -77,6 +76,8 @@ def canvas_size() -> str:
 
 def canvas_input() -> tuple[bytes | None, str | None]:
     """The wide canvas with Undo, Clear, the pen and the canvas size; (PNG bytes or None, problem)."""
+    from streamlit_drawable_canvas import st_canvas  # here: the component registers only inside a running app
+
     width, height = CANVAS[canvas_size()]
     # The key contains "draw_canvas_": app/style.css clips the component's hover toolbar for it,
     # as on the Draw page (the page's own Undo and Clear work by touch too).
@@ -187,7 +188,9 @@ def overlay(data: bytes, reading: NumberReading) -> Image.Image:
     size = max(12, round(0.3 * np.median([d.box[3] - d.box[1] for d in reading.digits]) * scale))
     width = max(2, round(size / 8))  # of the boxes' lines
     top = size + 6 + 2 * width  # room above the picture for the readings of digits at its top edge
-    canvas = Image.new("RGB", (img.width, img.height + top), (255, 255, 255))
+    # The room continues the picture's own top edge (paper, or a canvas's black), not a white band.
+    edge = np.asarray(img)[: max(1, img.height // 20)].reshape(-1, 3)
+    canvas = Image.new("RGB", (img.width, img.height + top), tuple(int(v) for v in np.median(edge, axis=0)))
     canvas.paste(img, (0, top))
     draw = ImageDraw.Draw(canvas)
     font = _font(size)
