@@ -4,6 +4,7 @@
     python -m benchmarks.numbers --count 200      # fewer, to check that it runs
     python -m benchmarks --only numbers           # the same, as part of ``make bench``
     python -m benchmarks.numbers --readme README.md   # no measuring: the table from results.json into the README
+    python -m benchmarks.numbers --dev            # the development set: never written, never the test digits
 
 The numbers come from ``cvae_core.numbers.synth`` (seeded: every run reads the same ones),
 written out as PNG files and read by ``cvae_core.numbers.read_number`` with the default
@@ -14,6 +15,10 @@ label behind a ``?`` too). Reported: the count of digits right, the
 digits right in place, the exact strings by length, the touching pairs (both digits found apart,
 and both read right), numbers per second, and a 10-digit number end to end on one core (torch on
 one thread). Timings are only as good as the machine is quiet: the load average is recorded.
+
+``--dev`` reads numbers made the same way from the MNIST *training* digits that the recogniser
+held out for validation (its recorded split, so it never trained on them), with a seed of their
+own. The segmentation's settings are chosen there; the test digits only ever measure them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ QUICK_COUNT = 160
 SEED = 2026
 MATCH = 0.5  # horizontal IoU for a found box to stand for a written digit
 TEN_DIGIT_RUNS = 40
+DEV_COUNT, DEV_SEED = 600, 777  # --dev: numbers of validation digits
 README_START, README_END = "<!-- numbers:start -->", "<!-- numbers:end -->"
 # Issue 17's targets: name -> (comparison, bound, unit).
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -177,6 +183,19 @@ def run(*, quick: bool = False, data: Any = None, count: int | None = None) -> d
     return out
 
 
+def dev(data: Any, *, count: int = DEV_COUNT) -> dict[str, Any]:
+    """The development set's figures (``--dev``): numbers of the recogniser's validation digits."""
+    from cvae_core.robustness import validation_split
+
+    recogniser = Recogniser.default()
+    val_x, val_y = validation_split(data, recogniser.ckpt.info.training.train_config)
+    numbers = list(synth.numbers(val_x.numpy(), val_y.numpy(), count=count, seed=DEV_SEED))
+    rows, seconds = read_all(numbers, recogniser)
+    return {"model": recogniser.ckpt.name, "seed": DEV_SEED, "all": summary(rows),
+            "mnist": summary([r for r in rows if r["style"] == "mnist"]),
+            "pen": summary([r for r in rows if r["style"] == "pen"]), "numbers_per_s": round(len(rows) / seconds, 2)}
+
+
 def target_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     a = section["all"]
     values = {
@@ -200,15 +219,7 @@ def markdown(section: dict[str, Any]) -> str:
     for r in section["targets"]:
         shown = "—" if r["value"] is None else f"{r['value']:g}"
         lines.append(f"| {r['target']} | {r['bound']} | {shown} | {'—' if r['met'] is None else 'yes' if r['met'] else '**no**'} |")
-    head = ["set", "numbers", "count right", "digits in place", "best guess in place", "exact", "touching pairs",
-            "apart", "both right"]
-    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in ("all", "mnist", "pen"):
-        s = section[name]
-        lines.append(f"| {name} | {s['numbers']} | {s['count_right_percent']} % | {s['in_place_percent']} % | "
-                     f"{s['guessed_percent']} % | {s['exact_percent']} % | {s['touching_pairs']} | "
-                     f"{s['touching_apart_percent']} % | "
-                     f"{s['touching_right_percent']} % |")
+    lines += ["", *sets_table(section)]
     by = section["all"]["by_length"]
     lines += ["", "| digits | " + " | ".join(by) + " |", "|---|" + "---|" * len(by),
               "| exact strings | " + " | ".join(f"{v['exact_percent']} %" for v in by.values()) + " |"]
@@ -225,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", type=Path, default=None,
                    help=f"measure nothing: write the table of results.json between {README_START} and "
                         f"{README_END} in this file")
+    p.add_argument("--dev", action="store_true",
+                   help=f"the development set instead ({DEV_COUNT} numbers of the recogniser's validation digits, "
+                        "unless --count): printed, never written")
     args = p.parse_args(argv)
     if args.readme is not None:
         return write_readme(args.readme)
@@ -233,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.dev:
+        section = dev(data, count=args.count if args.count != COUNT else DEV_COUNT)
+        print(json.dumps({k: section[k] for k in ("model", "seed", "numbers_per_s")}))
+        print("\n".join(sets_table(section)))
+        return 0
     before, t0 = load_average()[0], time.perf_counter()
     out = run(data=data, count=args.count)
     out.update(load_average=[before, load_average()[0]], seconds=round(time.perf_counter() - t0, 1),
@@ -244,6 +263,19 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote the numbers section of {RESULTS_JSON}")
     return 0
+
+
+def sets_table(section: dict[str, Any]) -> list[str]:
+    """One row per set (all, MNIST digits, pen strokes): the counts, the places and the touching pairs."""
+    head = ["set", "numbers", "count right", "digits in place", "best guess in place", "exact", "touching pairs",
+            "apart", "both right"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in ("all", "mnist", "pen"):
+        s = section[name]
+        lines.append(f"| {name} | {s['numbers']} | {s['count_right_percent']} % | {s['in_place_percent']} % | "
+                     f"{s['guessed_percent']} % | {s['exact_percent']} % | {s['touching_pairs']} | "
+                     f"{s['touching_apart_percent']} % | {s['touching_right_percent']} % |")
+    return lines
 
 
 def write_readme(readme: Path) -> int:

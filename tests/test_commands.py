@@ -182,6 +182,8 @@ def invocations(command: str, folder: Path) -> list[list[str]]:
         args += ["--quick", "--no-write"]
     elif name == "benchmarks.equal_time":
         args += ["--quick", "--limit", "30", "--no-write", "--threads", "1"]
+    elif name == "benchmarks.numbers":
+        args += ["--count", "20", *([] if "--dev" in args else ["--no-write"])]
     elif name == "benchmarks.pair":
         args += ["--limit", "20", "--no-write", "--threads", "1"]
     elif name == "benchmarks.report":
@@ -200,7 +202,7 @@ def test_every_documented_command_has_a_way_to_run():
     assert "python -m cvae_core.evaluate --data FILE" in commands  # the Archive page's help text
     unknown = sorted({program(c) for c in commands} - set(NOT_RUN) - {
         "cvae_core.train", "cvae_core.evaluate", "cvae_core.robustness", "cvae_core.predict", "cvae_core.recipe",
-        "cvae_core.checkpoints", "benchmarks.report", "benchmarks.capacity", "benchmarks.memory", "benchmarks.pair",
+        "cvae_core.checkpoints", "benchmarks.report", "benchmarks.capacity", "benchmarks.memory", "benchmarks.pair", "benchmarks.numbers",
         "benchmarks.equal_time", "make run", "make test", "make checkpoints",
         "make screenshots", "make bench", "make report"})
     assert not unknown, f"documented commands this test does not know how to run: {unknown}"
