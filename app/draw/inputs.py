@@ -9,6 +9,7 @@ is for the visitor.
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 
 from app.draw.reading import SEED
 from cvae_core.corruptions import corrupt
-from cvae_core.images.preprocess import MAX_BYTES, InputError, decode_image, prepare_array, prepare_bytes
+from cvae_core.images.preprocess import MAX_BYTES, InputError, Prepared, decode_image, prepare_array, prepare_bytes
 
 UNREADABLE_DRAWING = "The drawing could not be read. Please clear the canvas and draw again."
 MAX_NAME = 60  # characters of an uploaded file's name that are shown
@@ -40,24 +41,25 @@ def upload_widget() -> tuple[bytes | None, str | None, str | None]:
     return upload.getvalue(), name, None
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def prepare(data: bytes) -> tuple[np.ndarray | None, str | None]:
-    """Image file bytes -> (28x28 float32 model input, None) or (None, message for the user)."""
+def _model_input(preparing: Callable[[Any], Prepared], source: Any) -> tuple[np.ndarray | None, str | None]:
+    """(28x28 float32 model input, None) or (None, message for the user)."""
     try:
-        prepared = prepare_bytes(data)
+        prepared = preparing(source)
     except InputError as e:
         return None, str(e)
     return prepared.tensor[0, 0].numpy(), None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prepare(data: bytes) -> tuple[np.ndarray | None, str | None]:
+    """Image file bytes -> (28x28 float32 model input, None) or (None, message for the user)."""
+    return _model_input(prepare_bytes, data)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def prepare_pixels(rgba: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     """The canvas's RGBA array -> (28x28 float32 model input, None) or (None, message for the user)."""
-    try:
-        prepared = prepare_array(rgba)
-    except InputError as e:
-        return None, str(e)
-    return prepared.tensor[0, 0].numpy(), None
+    return _model_input(prepare_array, rgba)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
